@@ -16,7 +16,9 @@ __all__ = ["encode_message", "frame_header", "MessageDecoder", "FramingError", "
 HEADER_SIZE = 5
 _HEADER = struct.Struct(">?I")
 _pack_header = _HEADER.pack
-_unpack_header = _HEADER.unpack_from
+# Unpacked as an integer flag: "?" would read any non-zero byte as True, but
+# only 0 and 1 are defined and other values are a protocol error.
+_unpack_header = struct.Struct(">BI").unpack_from
 
 
 class FramingError(Exception):
@@ -81,16 +83,19 @@ class MessageDecoder:
     def next_message(self) -> tuple[bool, bytes | memoryview] | None:
         """Return ``(compressed, payload)`` for the next whole message, or None.
 
-        Raises :class:`MessageTooLarge` when a prefix exceeds the limit.
+        Raises :class:`MessageTooLarge` when a prefix exceeds the limit and
+        :class:`FramingError` when the flag byte is neither 0 nor 1.
         """
         if self._pending is None:
             if self._buffered < HEADER_SIZE:
                 return None
-            compressed, length = _unpack_header(self._take(HEADER_SIZE))
+            flag, length = _unpack_header(self._take(HEADER_SIZE))
+            if flag > 1:
+                raise FramingError(f"invalid compressed flag 0x{flag:02x} in message prefix")
             limit = self.max_message_length
             if limit is not None and length > limit:
                 raise MessageTooLarge(length, limit)
-            self._pending = (compressed, length)
+            self._pending = (flag == 1, length)
         compressed, length = self._pending
         if self._buffered < length:
             return None
