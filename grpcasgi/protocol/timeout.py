@@ -6,10 +6,21 @@ import math
 
 __all__ = ["parse_timeout", "format_timeout", "InvalidTimeout"]
 
-_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+# Each unit as (multiplier, divisor) of seconds, both exact floats: dividing by
+# 1e9 is correctly rounded where multiplying by the inexact 1e-9 is not
+# (100000 * 1e-6 == 0.09999999999999999, shorter than the 0.1 s that was sent).
+_UNITS = {
+    "H": (3600.0, 1.0),
+    "M": (60.0, 1.0),
+    "S": (1.0, 1.0),
+    "m": (1.0, 1e3),
+    "u": (1.0, 1e6),
+    "n": (1.0, 1e9),
+}
 # Finest unit first: the most precise encoding that fits in 8 digits wins.
-_FORMAT_ORDER = (("n", 1e9), ("u", 1e6), ("m", 1e3), ("S", 1.0), ("M", 1 / 60), ("H", 1 / 3600))
+_FORMAT_ORDER = ("n", "u", "m", "S", "M", "H")
 _MAX_VALUE = 99_999_999
+_MAX_SECONDS = _MAX_VALUE * 3600.0
 
 
 class InvalidTimeout(ValueError):
@@ -36,7 +47,8 @@ def parse_timeout(value: str | bytes) -> float:
         raise InvalidTimeout(f"invalid grpc-timeout {value!r}: unknown unit {unit!r}")
     if not (digits.isascii() and digits.isdigit()):
         raise InvalidTimeout(f"invalid grpc-timeout {value!r}: value is not a number")
-    return int(digits) * scale
+    multiplier, divisor = scale
+    return int(digits) * multiplier / divisor
 
 
 def format_timeout(seconds: float) -> str:
@@ -47,8 +59,15 @@ def format_timeout(seconds: float) -> str:
     """
     if seconds <= 0 or math.isnan(seconds):
         return "0n"
-    for unit, per_second in _FORMAT_ORDER:
-        value = math.ceil(seconds * per_second)
+    if seconds >= _MAX_SECONDS:  # also infinity, which math.ceil cannot take
+        return f"{_MAX_VALUE}H"
+    for unit in _FORMAT_ORDER:
+        multiplier, divisor = _UNITS[unit]
+        value = math.ceil(seconds * divisor / multiplier)
+        # The float arithmetic may round either way: make sure the value the
+        # peer parses is never below the requested timeout.
+        while value * multiplier / divisor < seconds:
+            value += 1
         if value <= _MAX_VALUE:
             return f"{value}{unit}"
     return f"{_MAX_VALUE}H"
