@@ -29,8 +29,10 @@ MetadataValue = Union[str, bytes]
 #: (a ``multidict.MultiDict`` is both).
 MetadataLike = Union[Mapping[str, MetadataValue], Sequence[Tuple[str, MetadataValue]]]
 
-_KEY_RE = re.compile(rb"^[0-9a-z_.\-]+$")
-_VALUE_RE = re.compile(rb"^[\x20-\x7e]*$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline,
+# which let b"key\n" and b"value\n" through.
+_KEY_RE = re.compile(rb"[0-9a-z_.\-]+")
+_VALUE_RE = re.compile(rb"[\x20-\x7e]*")
 
 #: Header names owned by HTTP/2 or by gRPC itself.
 RESERVED_HEADERS = frozenset(
@@ -77,7 +79,7 @@ def encode_metadata(metadata: MetadataLike | None) -> list[tuple[bytes, bytes]]:
         if not isinstance(key, str):
             raise InvalidMetadata(f"metadata key must be str, got {type(key).__name__}")
         bkey = key.encode("ascii", "replace")
-        if not _KEY_RE.match(bkey):
+        if not _KEY_RE.fullmatch(bkey):
             raise InvalidMetadata(f"invalid metadata key {key!r}: allowed characters are 0-9 a-z _ . -")
         if is_reserved(bkey):
             raise InvalidMetadata(f"metadata key {key!r} is reserved by gRPC or HTTP/2")
@@ -96,7 +98,7 @@ def encode_metadata(metadata: MetadataLike | None) -> list[tuple[bytes, bytes]]:
                 bvalue = value.encode("ascii")
             except UnicodeEncodeError:
                 raise InvalidMetadata(f"value of metadata key {key!r} must be printable ASCII") from None
-            if not _VALUE_RE.match(bvalue):
+            if not _VALUE_RE.fullmatch(bvalue):
                 raise InvalidMetadata(f"value of metadata key {key!r} must be printable ASCII")
         headers.append((bkey, bvalue))
     return headers
@@ -124,13 +126,13 @@ def decode_metadata(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, M
     for key, value in headers:
         if key.startswith((b":", b"grpc-")) or (key in RESERVED_HEADERS and key != b"user-agent"):
             continue
-        if not _KEY_RE.match(key):
+        if not _KEY_RE.fullmatch(key):
             raise InvalidMetadata(f"invalid metadata key {key[:40]!r}")
         skey = key.decode("ascii")
         if key.endswith(b"-bin"):
             out.append((skey, decode_binary_value(value)))
         else:
-            if not _VALUE_RE.match(value):
+            if not _VALUE_RE.fullmatch(value):
                 raise InvalidMetadata(f"invalid value for metadata key {skey!r}")
             out.append((skey, value.decode("ascii")))
     return out
