@@ -66,6 +66,10 @@ def status_from_header(value: bytes | str) -> Status:
     status = _STATUS_BY_HEADER.get(value)
     if status is not None:
         return status
+    # Only plain digits: int() would also accept b" 0", b"-0", b"+0" and
+    # b"0_0", turning garbage into OK. (bytes.isdigit() is ASCII-only.)
+    if not (value.isdigit() and len(value) <= 10):
+        return Status.UNKNOWN
     try:
         return Status(int(value))
     except ValueError:
@@ -78,8 +82,13 @@ _SAFE = frozenset(range(0x20, 0x7F)) - {ord("%")}
 
 
 def encode_grpc_message(message: str) -> bytes:
-    """Percent-encode a status message for the ``grpc-message`` header."""
-    raw = message.encode("utf-8")
+    """Percent-encode a status message for the ``grpc-message`` header.
+
+    Lone surrogates (e.g. from a ``surrogateescape``-decoded file name in an
+    exception message) cannot be UTF-8 encoded; they are replaced by ``?``
+    rather than failing the trailers of the call.
+    """
+    raw = message.encode("utf-8", "replace")
     if all(b in _SAFE for b in raw):
         return raw
     return b"".join(bytes((b,)) if b in _SAFE else b"%%%02X" % b for b in raw)
