@@ -1,0 +1,1 @@
+"""Optional services built on grpcasgi (health, reflection, ...)."""

@@ -1,0 +1,1 @@
+"""Interoperability test support (the grpc.testing protos and services)."""
