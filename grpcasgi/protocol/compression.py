@@ -66,6 +66,10 @@ def decompress(encoding: str, data: bytes | memoryview, limit: int | None) -> by
         raise DecompressedTooLarge(limit)
     if not decomp.eof:
         raise ValueError(f"truncated {encoding} message")
+    if decomp.unused_data:
+        # Bytes after the end of the compressed stream would otherwise be
+        # dropped silently; grpc-core rejects them too ("not all input consumed").
+        raise ValueError(f"corrupt {encoding} message: trailing data after the compressed stream")
     return out
 
 
