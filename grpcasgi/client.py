@@ -1,0 +1,567 @@
+"""The client: :class:`Channel`, the call :class:`Stream` and generated-stub method objects.
+
+The API is grpclib's, so generated stubs and calling code move over by
+changing imports::
+
+    async with Channel("127.0.0.1", 50051) as channel:
+        reply = await GreeterStub(channel).SayHello(HelloRequest(name="World"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl as _ssl
+from typing import Any, AsyncIterator, Generic, Iterable, Sequence, TypeVar
+
+from multidict import MultiDict
+
+from .codec import CodecBase, ProtoCodec, StatusDetailsCodecBase, default_status_details_codec
+from .config import Configuration
+from .const import Cardinality
+from .deadline import Deadline, current_deadline, earliest
+from .exceptions import GRPCError, ProtocolError
+from .peer import Peer
+from .protocol.compression import SUPPORTED_ENCODINGS, DecompressedTooLarge, compress, decompress
+from .protocol.content_type import content_type_for
+from .protocol.framing import frame_header
+from .protocol.headers import TrailersInfo, request_headers
+from .protocol.metadata import MetadataLike, MetadataValue, encode_metadata
+from .protocol.status import Status
+from .transport.base import HIGH_WATER
+from .transport.h2client import H2ClientProtocol, H2ClientStream
+
+__all__ = [
+    "Channel",
+    "Stream",
+    "UnaryUnaryMethod",
+    "UnaryStreamMethod",
+    "StreamUnaryMethod",
+    "StreamStreamMethod",
+]
+
+log = logging.getLogger("grpcasgi.client")
+
+_Req = TypeVar("_Req")
+_Rep = TypeVar("_Rep")
+
+USER_AGENT = "grpc-python-grpcasgi/0.1.0"
+
+
+def _default_ssl_context() -> _ssl.SSLContext:
+    try:
+        import certifi
+
+        ctx = _ssl.create_default_context(cafile=certifi.where())
+    except ImportError:
+        ctx = _ssl.create_default_context()
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+class Channel:
+    """A client connection to one server, opened on first use and reopened after loss.
+
+    ``ssl=True`` uses a verifying default context (certifi's roots when
+    installed); pass an ``SSLContext`` for custom roots or client certificates.
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        path: str | None = None,
+        ssl: _ssl.SSLContext | bool | None = None,
+        config: Configuration | None = None,
+        codec: CodecBase | None = None,
+        status_details_codec: StatusDetailsCodecBase | None = None,
+        compression: str | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
+        if path is not None and (host is not None or port is not None):
+            raise ValueError("path cannot be combined with host or port")
+        self._host = host if host is not None else "127.0.0.1"
+        self._port = port if port is not None else 50051
+        self._path = path
+        if ssl is True:
+            ssl = _default_ssl_context()
+        elif ssl is False:
+            ssl = None
+        elif ssl is not None:
+            ssl.set_alpn_protocols(["h2"])
+        self._ssl: _ssl.SSLContext | None = ssl
+        self._server_hostname = server_hostname
+        self._config = config or Configuration()
+        self._codec = codec or ProtoCodec()
+        self._content_type = content_type_for(self._codec.__content_subtype__)
+        self._status_details_codec = status_details_codec or default_status_details_codec()
+        if compression is not None and compression not in SUPPORTED_ENCODINGS:
+            raise ValueError(f"unsupported compression {compression!r}; supported: {SUPPORTED_ENCODINGS}")
+        self._compression = compression
+        self._scheme = "https" if self._ssl is not None else "http"
+        self._authority = "localhost" if path is not None else _authority(self._host, self._port)
+        self._user_agent = self._config.user_agent or USER_AGENT
+        self._protocol: H2ClientProtocol | None = None
+        self._connecting: asyncio.Future[H2ClientProtocol] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        where = self._path if self._path is not None else self._authority
+        return f"Channel({where!r}, {self._scheme})"
+
+    @property
+    def config(self) -> Configuration:
+        return self._config
+
+    async def __connect__(self) -> H2ClientProtocol:
+        proto = self._protocol
+        if proto is not None and proto.usable:
+            return proto
+        if self._closed:
+            raise GRPCError(Status.UNAVAILABLE, "channel is closed")
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect())
+        connecting = self._connecting
+        try:
+            return await asyncio.shield(connecting)
+        finally:
+            if connecting.done() and self._connecting is connecting:
+                self._connecting = None
+
+    async def _connect(self) -> H2ClientProtocol:
+        loop = asyncio.get_running_loop()
+
+        def factory() -> H2ClientProtocol:
+            return H2ClientProtocol(loop, self._config, self._on_lost)
+
+        where = self._path or f"{self._host}:{self._port}"
+        try:
+            if self._path is not None:
+                _, proto = await loop.create_unix_connection(
+                    factory, self._path, ssl=self._ssl, server_hostname=self._server_hostname or ("localhost" if self._ssl else None)
+                )
+            else:
+                _, proto = await loop.create_connection(
+                    factory,
+                    self._host,
+                    self._port,
+                    ssl=self._ssl,
+                    server_hostname=(self._server_hostname or self._host) if self._ssl else None,
+                )
+        except (OSError, _ssl.SSLError, asyncio.TimeoutError) as exc:
+            raise GRPCError(Status.UNAVAILABLE, f"failed to connect to {where}: {exc}") from exc
+        if self._ssl is not None:
+            ssl_object = proto.transport.get_extra_info("ssl_object") if proto.transport else None
+            if ssl_object is not None and ssl_object.selected_alpn_protocol() != "h2":
+                proto.close()
+                raise GRPCError(Status.UNAVAILABLE, f"{where} did not negotiate HTTP/2 (ALPN h2)")
+        if self._closed:
+            proto.close()
+            raise GRPCError(Status.UNAVAILABLE, "channel is closed")
+        self._protocol = proto
+        return proto
+
+    def _on_lost(self, proto: H2ClientProtocol) -> None:
+        if self._protocol is proto:
+            self._protocol = None
+
+    def request(
+        self,
+        name: str,
+        cardinality: Cardinality,
+        request_type: Any,
+        reply_type: Any,
+        *,
+        timeout: float | None = None,
+        deadline: Deadline | None = None,
+        metadata: MetadataLike | None = None,
+        compression: str | None = None,
+    ) -> "Stream[Any, Any]":
+        if timeout is not None:
+            deadline = earliest(deadline, Deadline.from_timeout(timeout))
+        if self._config.propagate_deadline:
+            deadline = earliest(deadline, current_deadline.get())
+        if compression is not None and compression not in SUPPORTED_ENCODINGS:
+            raise ValueError(f"unsupported compression {compression!r}; supported: {SUPPORTED_ENCODINGS}")
+        return Stream(
+            self,
+            name,
+            cardinality,
+            request_type,
+            reply_type,
+            deadline=deadline,
+            metadata=metadata,
+            compression=compression if compression is not None else self._compression,
+        )
+
+    def close(self) -> None:
+        self._closed = True
+        if self._protocol is not None:
+            self._protocol.close()
+            self._protocol = None
+
+    async def __aenter__(self) -> "Channel":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        proto = self._protocol
+        self.close()
+        if proto is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(proto.closed), 5)
+            except asyncio.TimeoutError:
+                pass
+
+
+def _authority(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+class Stream(Generic[_Req, _Rep]):
+    """One client call (grpclib's client ``Stream``)."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        method: str,
+        cardinality: Cardinality,
+        request_type: Any,
+        reply_type: Any,
+        *,
+        deadline: Deadline | None,
+        metadata: MetadataLike | None,
+        compression: str | None,
+    ) -> None:
+        self._channel = channel
+        self._method = method
+        self._cardinality = cardinality
+        self._request_type = request_type
+        self._reply_type = reply_type
+        self.deadline = deadline
+        self._metadata = metadata
+        self._compression = compression if compression != "identity" else None
+        self._h2: H2ClientStream | None = None
+        self._proto: H2ClientProtocol | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline_hit = False
+        self._end_sent = False
+        self._cancelled = False
+        self._done = False
+        self.initial_metadata: MultiDict[MetadataValue] | None = None
+        self.trailing_metadata: MultiDict[MetadataValue] | None = None
+        self.peer: Peer | None = None
+        self._trailers: TrailersInfo | None = None
+
+    async def __aenter__(self) -> "Stream[_Req, _Rep]":
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+        try:
+            if exc_type is not None:
+                if self._h2 is not None and not self._done:
+                    self._cancel_h2()
+                return None
+            if self._h2 is None:
+                return None
+            if self._trailers is None and not self._done:
+                await self.recv_trailing_metadata()
+            return None
+        finally:
+            self._finish()
+
+    # -- request side ----------------------------------------------------------
+
+    async def send_request(self, *, end: bool = False) -> None:
+        """Open the HTTP/2 stream and send the request headers."""
+        if self._h2 is not None:
+            raise ProtocolError("request was already sent")
+        deadline = self.deadline
+        timeout = None
+        if deadline is not None:
+            timeout = deadline.time_remaining()
+            if timeout <= 0:
+                self._done = True
+                raise GRPCError(Status.DEADLINE_EXCEEDED, "Deadline exceeded before the call started")
+        channel = self._channel
+        headers = request_headers(
+            path=self._method,
+            authority=channel._authority,
+            scheme=channel._scheme,
+            content_type=channel._content_type,
+            timeout=timeout,
+            encoding=self._compression,
+            user_agent=channel._user_agent,
+            metadata=encode_metadata(self._metadata) if self._metadata else None,
+        )
+        proto = await channel.__connect__()
+        self._h2 = await proto.open_stream(headers, channel._config.max_receive_message_length)
+        self._proto = proto
+        self.peer = proto.peer
+        if deadline is not None:
+            self._timer = proto.loop.call_later(deadline.time_remaining(), self._on_deadline)
+        if end:
+            self._end_sent = True
+            self._h2.writer.end()
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        if self._h2 is not None and not self._done:
+            self._deadline_hit = True
+            self._h2.cancel()
+            self._h2.error = GRPCError(Status.DEADLINE_EXCEEDED, "Deadline exceeded")
+
+    async def send_message(self, message: _Req, *, end: bool = False) -> None:
+        if self._h2 is None:
+            await self.send_request()
+        assert self._h2 is not None
+        if self._end_sent:
+            raise ProtocolError("the request stream was already ended")
+        if self._h2.error is not None:
+            raise self._h2.error
+        data = self._channel._codec.encode(message, self._request_type)
+        limit = self._channel._config.max_send_message_length
+        if limit is not None and len(data) > limit:
+            raise GRPCError(Status.RESOURCE_EXHAUSTED, f"Sent message larger than max ({len(data)} vs. {limit})")
+        writer = self._h2.writer
+        if self._compression is not None:
+            data = compress(self._compression, data)
+            writer.write(frame_header(len(data), True), data)
+        else:
+            writer.write(frame_header(len(data)), data)
+        if end:
+            self._end_sent = True
+            writer.end()
+        if writer.size > HIGH_WATER:
+            await self._drain()
+
+    async def _drain(self) -> None:
+        assert self._h2 is not None
+        try:
+            await self._h2.writer.drain()
+        except Exception:
+            if self._h2.error is not None:
+                raise self._h2.error from None
+            raise
+
+    async def end(self) -> None:
+        """Half-close: the server sees the end of the request stream."""
+        if self._h2 is None:
+            await self.send_request(end=True)
+            return
+        if self._end_sent:
+            raise ProtocolError("the request stream was already ended")
+        self._end_sent = True
+        self._h2.writer.end()
+
+    # -- response side ---------------------------------------------------------
+
+    async def recv_initial_metadata(self) -> None:
+        if self._h2 is None:
+            raise ProtocolError("send the request first")
+        if self.initial_metadata is not None:
+            return
+        head = await self._h2.wait_head()
+        self.initial_metadata = MultiDict(head.metadata)
+        if head.codec is not None and head.codec != self._channel._codec.__content_subtype__ and head.trailers is None:
+            self._fail_call(GRPCError(Status.UNKNOWN, f"unexpected response content-type (codec {head.codec!r})"))
+
+    async def recv_message(self) -> _Rep | None:
+        """The next reply, or None at the end; raises :class:`GRPCError` for a non-OK status."""
+        if self.initial_metadata is None:
+            await self.recv_initial_metadata()
+        assert self._h2 is not None
+        item = await self._h2.read_message()
+        if item is None:
+            await self._process_trailers()
+            return None
+        compressed, payload = item
+        if compressed:
+            head = self._h2.head
+            encoding = head.encoding if head is not None else None
+            if encoding is None or encoding == "identity":
+                self._fail_call(GRPCError(Status.INTERNAL, "compressed message without grpc-encoding"))
+            try:
+                payload = decompress(encoding, payload, self._channel._config.max_receive_message_length)  # type: ignore[arg-type]
+            except DecompressedTooLarge as exc:
+                self._fail_call(GRPCError(Status.RESOURCE_EXHAUSTED, str(exc)))
+            except ValueError as exc:
+                self._fail_call(GRPCError(Status.INTERNAL, str(exc)))
+        try:
+            reply: _Rep = self._channel._codec.decode(payload, self._reply_type)
+        except Exception as exc:
+            self._fail_call(GRPCError(Status.INTERNAL, f"could not decode response message: {exc}"))
+        return reply
+
+    def _fail_call(self, error: GRPCError) -> None:
+        self._cancel_h2()
+        raise error
+
+    def __aiter__(self) -> AsyncIterator[_Rep]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[_Rep]:
+        while True:
+            message = await self.recv_message()
+            if message is None:
+                return
+            yield message
+
+    async def recv_trailing_metadata(self) -> None:
+        if self._h2 is None:
+            raise ProtocolError("send the request first")
+        if self._trailers is None:
+            await self._h2.wait_trailers()
+        await self._process_trailers()
+
+    async def _process_trailers(self) -> None:
+        assert self._h2 is not None
+        info = self._trailers
+        if info is None:
+            info = self._trailers = await self._h2.wait_trailers()
+            self.trailing_metadata = MultiDict(info.metadata)
+            self._done = True
+            if self.initial_metadata is None:
+                self.initial_metadata = MultiDict()
+            self._finish()
+        if info.status is not Status.OK:
+            details = None
+            codec = self._channel._status_details_codec
+            if info.details is not None and codec is not None:
+                try:
+                    details = codec.decode(info.status, info.message, info.details)
+                except Exception as exc:
+                    log.warning("could not decode grpc-status-details-bin: %r", exc)
+            raise GRPCError(info.status, info.message, details)
+
+    async def cancel(self) -> None:
+        """Reset the stream (RST_STREAM CANCEL); the server's handler is cancelled."""
+        self._cancel_h2()
+
+    def _cancel_h2(self) -> None:
+        if self._h2 is not None and not self._done:
+            self._cancelled = True
+            self._h2.cancel()
+        self._done = True
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._h2 is not None and self._proto is not None and self._done:
+            self._proto.release(self._h2)
+
+
+class _Method(Generic[_Req, _Rep]):
+    _cardinality: Cardinality
+
+    def __init__(self, channel: Channel, name: str, request_type: Any, reply_type: Any) -> None:
+        self.channel = channel
+        self.name = name
+        self.request_type = request_type
+        self.reply_type = reply_type
+
+    def open(
+        self,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        deadline: Deadline | None = None,
+        compression: str | None = None,
+    ) -> Stream[_Req, _Rep]:
+        return self.channel.request(
+            self.name,
+            self._cardinality,
+            self.request_type,
+            self.reply_type,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+            compression=compression,
+        )
+
+
+class UnaryUnaryMethod(_Method[_Req, _Rep]):
+    _cardinality = Cardinality.UNARY_UNARY
+
+    async def __call__(
+        self,
+        message: _Req,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        deadline: Deadline | None = None,
+        compression: str | None = None,
+    ) -> _Rep:
+        async with self.open(timeout=timeout, metadata=metadata, deadline=deadline, compression=compression) as stream:
+            await stream.send_message(message, end=True)
+            reply = await stream.recv_message()
+            await stream.recv_trailing_metadata()
+            if reply is None:
+                raise GRPCError(Status.UNIMPLEMENTED, "the server sent no reply message")
+            return reply
+
+
+class UnaryStreamMethod(_Method[_Req, _Rep]):
+    _cardinality = Cardinality.UNARY_STREAM
+
+    async def __call__(
+        self,
+        message: _Req,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        deadline: Deadline | None = None,
+        compression: str | None = None,
+    ) -> list[_Rep]:
+        async with self.open(timeout=timeout, metadata=metadata, deadline=deadline, compression=compression) as stream:
+            await stream.send_message(message, end=True)
+            return [reply async for reply in stream]
+
+
+class StreamUnaryMethod(_Method[_Req, _Rep]):
+    _cardinality = Cardinality.STREAM_UNARY
+
+    async def __call__(
+        self,
+        messages: Iterable[_Req],
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        deadline: Deadline | None = None,
+        compression: str | None = None,
+    ) -> _Rep:
+        async with self.open(timeout=timeout, metadata=metadata, deadline=deadline, compression=compression) as stream:
+            await stream.send_request()
+            for message in messages:
+                await stream.send_message(message)
+            await stream.end()
+            reply = await stream.recv_message()
+            await stream.recv_trailing_metadata()
+            if reply is None:
+                raise GRPCError(Status.UNIMPLEMENTED, "the server sent no reply message")
+            return reply
+
+
+class StreamStreamMethod(_Method[_Req, _Rep]):
+    _cardinality = Cardinality.STREAM_STREAM
+
+    async def __call__(
+        self,
+        messages: Iterable[_Req],
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        deadline: Deadline | None = None,
+        compression: str | None = None,
+    ) -> list[_Rep]:
+        async with self.open(timeout=timeout, metadata=metadata, deadline=deadline, compression=compression) as stream:
+            await stream.send_request()
+            for message in messages:
+                await stream.send_message(message)
+            await stream.end()
+            return [reply async for reply in stream]

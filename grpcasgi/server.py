@@ -1,0 +1,218 @@
+"""The bundled server (grpclib's ``Server`` API) and the handler :class:`Stream`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl as _ssl
+from typing import Any, Collection, Sequence
+
+from .call import CancelReason, Middleware, build_stack, endpoint
+from .codec import CodecBase, JSONCodec, ProtoCodec, StatusDetailsCodecBase, default_status_details_codec
+from .config import Configuration
+from .routing import Router
+from .stream import Stream
+from .transport.h2server import H2ServerProtocol, ServerState
+
+__all__ = ["Server", "Stream"]
+
+log = logging.getLogger("grpcasgi.server")
+
+
+def make_codecs(codec: CodecBase | None) -> dict[str, CodecBase]:
+    """Codecs a server answers in, by content subtype.
+
+    The configured codec always; with protobuf, also the JSON mapping and the
+    explicit ``+proto`` spelling, since the same message classes serve both.
+    """
+    codec = codec or ProtoCodec()
+    codecs = {codec.__content_subtype__: codec}
+    if isinstance(codec, ProtoCodec):
+        codecs.setdefault("json", JSONCodec())
+    return codecs
+
+
+class Server:
+    """Serve gRPC services on the bundled HTTP/2 server.
+
+    ``handlers`` are service objects (generated ``<Service>Base`` subclasses or
+    anything with ``__mapping__()``); ``middleware`` is a list of
+    :class:`~grpcasgi.Middleware` entries, first outermost, built at start.
+    """
+
+    def __init__(
+        self,
+        handlers: Collection[Any],
+        *,
+        codec: CodecBase | None = None,
+        status_details_codec: StatusDetailsCodecBase | None = None,
+        config: Configuration | None = None,
+        middleware: Sequence[Middleware] | None = None,
+    ) -> None:
+        self._router = Router(handlers)
+        self._handlers = list(handlers)
+        self._codecs = make_codecs(codec)
+        self._status_details_codec = status_details_codec or default_status_details_codec()
+        self._config = config or Configuration()
+        self._middleware = list(middleware or ())
+        self._state: ServerState | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._closed = False
+        self._close_task: asyncio.Task[None] | None = None
+
+    @property
+    def config(self) -> Configuration:
+        return self._config
+
+    @property
+    def router(self) -> Router:
+        return self._router
+
+    @property
+    def handlers(self) -> list[Any]:
+        return self._handlers
+
+    @property
+    def middleware(self) -> list[Middleware]:
+        """The middleware list; changes are refused once the server has started."""
+        if self._state is not None:
+            return list(self._middleware)
+        return self._middleware
+
+    def add_middleware(self, cls: Any, *args: Any, **kwargs: Any) -> None:
+        if self._state is not None:
+            raise RuntimeError("cannot add middleware after the server has started")
+        self._middleware.append(Middleware(cls, *args, **kwargs))
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        if self._server is None:
+            return ()
+        return tuple(self._server.sockets)
+
+    @property
+    def port(self) -> int | None:
+        """The TCP port bound (useful with ``port=0``)."""
+        for sock in self.sockets:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                return int(sock.getsockname()[1])
+        return None
+
+    async def start(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        path: str | None = None,
+        family: socket.AddressFamily = socket.AF_UNSPEC,
+        flags: socket.AddressInfo = socket.AI_PASSIVE,
+        sock: socket.socket | None = None,
+        backlog: int = 100,
+        ssl: _ssl.SSLContext | None = None,
+        reuse_address: bool | None = None,
+        reuse_port: bool | None = None,
+    ) -> None:
+        if self._closed:
+            log.info("server was closed before it started; not starting")
+            return
+        if self._server is not None:
+            raise RuntimeError("server is already started")
+        if path is not None and (host is not None or port is not None):
+            raise ValueError("path cannot be combined with host or port")
+        loop = asyncio.get_running_loop()
+        app = build_stack(self._middleware, endpoint)
+        state = self._state = ServerState(app, self._router, self._config, self._codecs, self._status_details_codec)
+        if ssl is not None:
+            ssl.set_alpn_protocols(["h2"])
+
+        def factory() -> H2ServerProtocol:
+            return H2ServerProtocol(state, loop)
+
+        if path is not None:
+            self._server = await loop.create_unix_server(factory, path, sock=sock, backlog=backlog, ssl=ssl)
+        else:
+            self._server = await loop.create_server(
+                factory,
+                host,
+                port,
+                family=family,
+                flags=flags,
+                sock=sock,
+                backlog=backlog,
+                ssl=ssl,
+                reuse_address=reuse_address,
+                reuse_port=reuse_port,
+            )
+        for hook in _start_hooks(self._handlers):
+            await hook()
+
+    def close(self) -> None:
+        """Stop accepting connections and end the running calls.
+
+        Every connection gets GOAWAY. In-flight calls get
+        ``config.shutdown_grace`` seconds to finish, then they are cancelled
+        (handlers may catch ``CancelledError`` to clean up).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        for hook in _close_hooks(self._handlers):
+            hook()
+        if self._server is None:
+            return
+        self._server.close()
+        state = self._state
+        assert state is not None
+        state.closing = True
+        for conn in list(state.connections):
+            conn.goaway()
+        grace = self._config.shutdown_grace
+        if grace > 0:
+            self._close_task = asyncio.get_running_loop().create_task(self._cancel_after(grace))
+        else:
+            self._cancel_all()
+
+    async def _cancel_after(self, grace: float) -> None:
+        assert self._state is not None
+        pending = [conn.closed for conn in self._state.connections]
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+        self._cancel_all()
+
+    def _cancel_all(self) -> None:
+        assert self._state is not None
+        for conn in list(self._state.connections):
+            conn.cancel_calls(CancelReason.SHUTDOWN)
+
+    async def wait_closed(self) -> None:
+        """Wait until the server is closed and every connection has ended."""
+        if self._server is None:
+            if not self._closed:
+                raise RuntimeError("server is not started")
+            return
+        await self._server.wait_closed()
+        if self._close_task is not None:
+            await self._close_task
+        assert self._state is not None
+        while self._state.connections:
+            conns = list(self._state.connections)
+            for conn in conns:
+                if not conn.calls:
+                    conn.abort()
+            await asyncio.wait([c.closed for c in conns], timeout=1.0)
+
+    async def __aenter__(self) -> "Server":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+def _start_hooks(handlers: list[Any]) -> list[Any]:
+    return [h.__on_start__ for h in handlers if hasattr(h, "__on_start__")]
+
+
+def _close_hooks(handlers: list[Any]) -> list[Any]:
+    return [h.__on_close__ for h in handlers if hasattr(h, "__on_close__")]

@@ -1,0 +1,513 @@
+"""The bundled HTTP/2 server: one ``asyncio.Protocol`` per connection over ``h2``.
+
+Design points (see ``docs/architecture.md``):
+
+* One task per call, none per message. Incoming DATA is fed into the call's
+  :class:`~grpcasgi.protocol.framing.MessageDecoder` from ``data_received``;
+  the call's task decodes messages when it asks for them.
+* Flow control follows consumption: received bytes are acknowledged only when
+  the application takes the message, so a slow handler slows its client
+  instead of growing our buffers.
+* Writes are coalesced: frames produced while handling a batch of received
+  data, or by call tasks during one event-loop turn, leave in a single
+  ``transport.write``. Consecutive small messages of a stream are packed into
+  one DATA frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from ..call import CancelReason, ServerCall, make_scope
+from ..codec import CodecBase, StatusDetailsCodecBase
+from ..config import Configuration
+from ..exceptions import GRPCError, ProtocolError, StreamTerminatedError
+from ..peer import Peer
+from ..protocol.compression import (
+    SUPPORTED_ENCODINGS,
+    DecompressedTooLarge,
+    accept_encoding_header,
+    compress,
+    decompress,
+)
+from ..protocol.content_type import content_type_for
+from ..protocol.framing import MessageDecoder, MessageTooLarge, frame_header
+from ..protocol.headers import RequestRejected, parse_request, response_headers, trailers, trailers_only
+from ..protocol.metadata import encode_metadata
+from ..protocol.status import Status
+from ..routing import Router
+from ..types import App, ReceiveEvent, SendEvent
+from .base import HIGH_WATER, H2Protocol, StreamWriter
+
+if TYPE_CHECKING:
+    pass
+
+log = logging.getLogger("grpcasgi.server")
+
+__all__ = ["ServerState", "H2ServerProtocol", "H2ServerCall"]
+
+_H2_CONFIG = h2.config.H2Configuration(
+    client_side=False,
+    header_encoding=None,
+    # We build every outbound header list ourselves from validated parts.
+    validate_outbound_headers=False,
+    normalize_outbound_headers=False,
+    # Inbound validation stays on: it is the first line against hostile peers.
+    validate_inbound_headers=True,
+)
+
+_ACCEPT_ENCODING_HEADER = (b"grpc-accept-encoding", accept_encoding_header())
+
+
+class ServerState:
+    """What every connection of one server shares."""
+
+    __slots__ = ("app", "router", "config", "codecs", "status_details_codec", "connections", "closing")
+
+    def __init__(
+        self,
+        app: App,
+        router: Router,
+        config: Configuration,
+        codecs: dict[str, CodecBase],
+        status_details_codec: StatusDetailsCodecBase | None,
+    ) -> None:
+        self.app = app
+        self.router = router
+        self.config = config
+        self.codecs = codecs
+        self.status_details_codec = status_details_codec
+        self.connections: set[H2ServerProtocol] = set()
+        self.closing = False
+
+
+class H2ServerCall(ServerCall):
+    __slots__ = ("_proto", "stream_id", "_codec", "_decoder", "_request_ended", "_reset", "_discard", "_waiter", "writer", "_response_encoding")
+
+    def __init__(self, proto: "H2ServerProtocol", stream_id: int, scope: Any, codec: CodecBase) -> None:
+        super().__init__(scope)
+        self._proto = proto
+        self.stream_id = stream_id
+        self._codec = codec
+        self._decoder = MessageDecoder(proto.state.config.max_receive_message_length)
+        self._request_ended = False
+        self._reset = False
+        self._discard = False
+        self._waiter: asyncio.Future[None] | None = None
+        self.writer = StreamWriter(proto, stream_id)
+        self.writer.on_end = self._after_trailers
+        encoding = scope["encoding"]
+        # Answer in the client's encoding when it sent one (and we support it).
+        self._response_encoding: str | None = encoding if encoding in SUPPORTED_ENCODINGS else None
+
+    # -- input (called by the protocol) -----------------------------------
+
+    def feed_data(self, data: bytes, flow_controlled_length: int) -> None:
+        if self._discard:
+            self._proto.ack(self.stream_id, flow_controlled_length)
+            return
+        padding = flow_controlled_length - len(data)
+        if padding:
+            self._proto.ack(self.stream_id, padding)
+        self._decoder.feed(data)
+        self._wake()
+
+    def feed_end(self) -> None:
+        self._request_ended = True
+        self._wake()
+
+    def on_reset(self, reason: CancelReason = CancelReason.RESET) -> None:
+        self._reset = True
+        self._wake()
+        self.writer.fail()
+        self.cancel(reason)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _discard_input(self) -> None:
+        """Stop buffering this request: acknowledge what is held and all that follows."""
+        self._discard = True
+        held = self._decoder.buffered
+        if held:
+            self._proto.ack(self.stream_id, held)
+        self._decoder = MessageDecoder(0)
+
+    # -- receive ------------------------------------------------------------
+
+    async def receive(self) -> ReceiveEvent:
+        while True:
+            if self._discard:
+                return {"type": "grpc.disconnect"}
+            try:
+                item = self._decoder.next_message()
+            except MessageTooLarge as exc:
+                self._discard_input()
+                log.warning("%s: %s", self.scope["path"], exc)
+                raise GRPCError(Status.RESOURCE_EXHAUSTED, str(exc)) from None
+            if item is not None:
+                return self._decode(item[0], item[1])
+            if self._request_ended:
+                if not self._decoder.at_boundary:
+                    self._discard_input()
+                    log.warning("%s: request stream ended inside a message", self.scope["path"])
+                    raise GRPCError(Status.INTERNAL, "Incomplete message at the end of the request stream")
+                return {"type": "grpc.request.end"}
+            if self._reset:
+                return {"type": "grpc.disconnect"}
+            waiter = self._waiter = self._proto.loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    def _decode(self, compressed: bool, payload: bytes | memoryview) -> ReceiveEvent:
+        self._proto.ack(self.stream_id, len(payload) + 5)
+        scope = self.scope
+        if compressed:
+            encoding = scope["encoding"]
+            if encoding is None:
+                raise GRPCError(Status.INTERNAL, "Compressed message received but no grpc-encoding was set")
+            limit = self._proto.state.config.max_receive_message_length
+            try:
+                payload = decompress(encoding, payload, limit)
+            except DecompressedTooLarge as exc:
+                log.warning("%s: %s", scope["path"], exc)
+                raise GRPCError(Status.RESOURCE_EXHAUSTED, str(exc)) from None
+            except ValueError as exc:
+                raise GRPCError(Status.INTERNAL, f"Could not decompress request message: {exc}") from None
+        request_type = scope["request_type"]
+        if request_type is None:
+            return {"type": "grpc.request.message", "message": bytes(payload), "size": len(payload)}
+        try:
+            message = self._codec.decode(payload, request_type)
+        except Exception as exc:
+            log.warning("%s: could not decode request message: %r", scope["path"], exc)
+            raise GRPCError(Status.INTERNAL, "Could not decode request message") from None
+        return {"type": "grpc.request.message", "message": message, "size": len(payload)}
+
+    # -- send ---------------------------------------------------------------
+
+    async def send(self, event: SendEvent) -> None:
+        kind = event["type"]
+        if self._reset:
+            raise StreamTerminatedError("the stream was reset by the client")
+        if kind == "grpc.response.message":
+            if self.response_ended:
+                raise ProtocolError("cannot send a message: the call has ended")
+            if not self.response_started:
+                self._send_headers(None)
+            data = self._codec.encode(event["message"], self.scope["reply_type"])  # type: ignore[typeddict-item]
+            limit = self._proto.state.config.max_send_message_length
+            if limit is not None and len(data) > limit:
+                raise GRPCError(
+                    Status.RESOURCE_EXHAUSTED, f"Sent message larger than max ({len(data)} vs. {limit})"
+                )
+            encoding = self._response_encoding
+            writer = self.writer
+            if encoding is not None:
+                data = compress(encoding, data)
+                writer.write(frame_header(len(data), True), data)
+            else:
+                writer.write(frame_header(len(data)), data)
+            if writer.size > HIGH_WATER:
+                await writer.drain()
+        elif kind == "grpc.response.start":
+            if self.response_started:
+                raise ProtocolError("initial metadata was already sent")
+            if self.response_ended:
+                raise ProtocolError("the call has ended")
+            self._send_headers(event.get("metadata"))
+        elif kind == "grpc.response.end":
+            if self.response_ended:
+                raise ProtocolError("the call has already ended")
+            await self._send_end(event)  # type: ignore[arg-type]
+        else:
+            raise ProtocolError(f"unknown event type {kind!r}")
+
+    def _send_headers(self, metadata: Any) -> None:
+        encoded = encode_metadata(metadata) if metadata else None
+        self.response_started = True
+        headers = response_headers(
+            content_type_for(self._codec.__content_subtype__), encoded, self._response_encoding
+        )
+        self._proto.conn.send_headers(self.stream_id, headers)
+        self._proto.schedule_flush()
+
+    async def _send_end(self, event: dict[str, Any]) -> None:
+        status: Status = event["status"]
+        if event.get("reset"):
+            self.response_ended = True
+            self._proto.reset_stream(self.stream_id, h2.errors.ErrorCodes.CANCEL)
+            return
+        message = event.get("message")
+        details = event.get("details")
+        metadata = event.get("metadata")
+        details_bin = None
+        codec = self._proto.state.status_details_codec
+        if details is not None and codec is not None and status is not Status.OK:
+            details_bin = codec.encode(status, message, details)
+        encoded = encode_metadata(metadata) if metadata else None
+        self.response_ended = True
+        if not self.response_started:
+            self.response_started = True
+            headers = trailers_only(
+                status, message, details_bin, encoded, content_type_for(self._codec.__content_subtype__)
+            )
+            if status is Status.UNIMPLEMENTED:
+                headers.append(_ACCEPT_ENCODING_HEADER)
+            self._proto.conn.send_headers(self.stream_id, headers, end_stream=True)
+            self._after_trailers()
+            self._proto.schedule_flush()
+            return
+        self.writer.end(trailers(status, message, details_bin, encoded))
+        await self.writer.drain(until_empty=True)
+
+    def _after_trailers(self) -> None:
+        if not self._request_ended:
+            # The response is complete; tell the client to stop sending
+            # (PROTOCOL-HTTP2.md allows RST_STREAM NO_ERROR after trailers).
+            self._discard_input()
+            self._proto.reset_stream(self.stream_id, h2.errors.ErrorCodes.NO_ERROR)
+
+    def closed(self) -> None:
+        self._proto.call_done(self)
+
+
+_RequestReceived = h2.events.RequestReceived
+_DataReceived = h2.events.DataReceived
+_StreamEnded = h2.events.StreamEnded
+_StreamReset = h2.events.StreamReset
+_WindowUpdated = h2.events.WindowUpdated
+_RemoteSettingsChanged = h2.events.RemoteSettingsChanged
+_ConnectionTerminated = h2.events.ConnectionTerminated
+
+
+class H2ServerProtocol(H2Protocol):
+    """One HTTP/2 connection of the bundled server."""
+
+    def __init__(self, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.state = state
+        self.conn = h2.connection.H2Connection(config=_H2_CONFIG)
+        self.calls: dict[int, H2ServerCall] = {}
+        self._peer: Peer | None = None
+        self._closing = False
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self._dispatch: dict[type, Callable[[Any], None]] = {
+            _RequestReceived: self._on_request,
+            _DataReceived: self._on_data,
+            _StreamEnded: self._on_stream_ended,
+            _StreamReset: self._on_stream_reset,
+            _WindowUpdated: self._on_window,
+            _RemoteSettingsChanged: self._on_window,
+            _ConnectionTerminated: self._on_goaway,
+        }
+
+    # -- asyncio.Protocol ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        ssl_object = transport.get_extra_info("ssl_object")
+        addr = transport.get_extra_info("peername")
+        self._peer = Peer(addr, ssl_object=ssl_object)
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() not in ("h2", None):
+            log.warning("%r negotiated ALPN %r, not h2; closing", self._peer, ssl_object.selected_alpn_protocol())
+            self.transport = None
+            transport.close()
+            return
+        cfg = self.state.config
+        conn = self.conn
+        conn.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: cfg.http2_max_concurrent_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: cfg.http2_stream_window_size,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: cfg.http2_max_frame_size,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: cfg.http2_max_header_list_size,
+            },
+        )
+        conn.initiate_connection()
+        extra = cfg.http2_connection_window_size - 65535
+        if extra > 0:
+            conn.increment_flow_control_window(extra)
+        self.state.connections.add(self)
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        dispatch = self._dispatch
+        for event in events:
+            handler = dispatch.get(type(event))
+            if handler is not None:
+                handler(event)
+        self.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.connections.discard(self)
+        self.transport = None
+        self.cancel_flush()
+        for call in list(self.calls.values()):
+            call.on_reset(CancelReason.DISCONNECT)
+        if not self.closed.done() and not self.calls:
+            self.closed.set_result(None)
+
+    # -- events ---------------------------------------------------------------
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        sid = event.stream_id
+        method = b""
+        path = b""
+        for name, value in event.headers:  # pseudo-headers come first
+            if name[0] != 58:
+                break
+            if name == b":method":
+                method = value
+            elif name == b":path":
+                path = value
+        state = self.state
+        if self._closing or state.closing:
+            self._reject(sid, 200, Status.UNAVAILABLE, "Server is shutting down")
+            return
+        try:
+            head = parse_request(method, path.decode("ascii", "replace"), event.headers)
+        except RequestRejected as exc:
+            log.info("rejected request on stream %d from %r: %s", sid, self._peer, exc.message)
+            self._reject(sid, exc.http_status, exc.status, exc.message)
+            return
+        codec = state.codecs.get(head.codec)
+        if codec is None:
+            log.info("rejected request for %s: unsupported content-type %r", head.path, head.content_type)
+            self._reject(sid, 415, Status.UNKNOWN, f"unsupported content-type {head.content_type!r}")
+            return
+        if head.encoding is not None and head.encoding not in SUPPORTED_ENCODINGS:
+            log.info("rejected request for %s: unsupported grpc-encoding %r", head.path, head.encoding)
+            self._reject(
+                sid,
+                200,
+                Status.UNIMPLEMENTED,
+                f"grpc-encoding {head.encoding!r} is not supported",
+                extra=[_ACCEPT_ENCODING_HEADER],
+            )
+            return
+        assert self._peer is not None
+        scope = make_scope(head, state.router, self._peer, "bundled")
+        call = H2ServerCall(self, sid, scope, codec)
+        self.calls[sid] = call
+        call.start(state.app, self.loop)
+
+    def _reject(
+        self,
+        sid: int,
+        http_status: int,
+        status: Status,
+        message: str,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        if http_status == 200:
+            headers = trailers_only(status, message, None, extra)
+        else:
+            headers = [
+                (b":status", str(http_status).encode("ascii")),
+                (b"content-type", b"text/plain; charset=utf-8"),
+                *trailers(status, message),
+            ]
+        try:
+            self.conn.send_headers(sid, headers, end_stream=True)
+        except h2.exceptions.H2Error:
+            return
+        stream = self.conn.streams.get(sid)
+        if stream is not None and not stream.closed:
+            # The request body is not wanted.
+            self.reset_stream(sid, h2.errors.ErrorCodes.NO_ERROR)
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        call = self.calls.get(event.stream_id)
+        if call is None:
+            self.ack(event.stream_id, event.flow_controlled_length)
+            return
+        call.feed_data(event.data, event.flow_controlled_length)
+
+    def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:
+        call = self.calls.get(event.stream_id)
+        if call is not None:
+            call.feed_end()
+
+    def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
+        call = self.calls.get(event.stream_id)
+        if call is not None:
+            self.forget(call.writer)
+            call.on_reset()
+
+    def _on_window(self, event: Any) -> None:
+        self.pump()
+
+    def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        # The client opens no more streams; running calls finish, then we close.
+        self._closing = True
+        if not self.calls and self.transport is not None:
+            self.transport.close()
+
+    def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
+        log.warning("HTTP/2 protocol error from %r: %s", self._peer, exc)
+        code = getattr(exc, "error_code", None) or h2.errors.ErrorCodes.PROTOCOL_ERROR
+        try:
+            self.conn.close_connection(error_code=code)
+        except h2.exceptions.H2Error:
+            pass
+        self.flush()
+        if self.transport is not None:
+            self.transport.close()
+
+    def flush(self) -> None:
+        super().flush()
+        if self._closing and not self.calls and not self._pump_set and self.transport is not None:
+            self.transport.close()
+
+    def call_done(self, call: H2ServerCall) -> None:
+        self.calls.pop(call.stream_id, None)
+        self.forget(call.writer)
+        if not call.response_ended and not call._reset:
+            self.reset_stream(call.stream_id, h2.errors.ErrorCodes.CANCEL)
+        self.schedule_flush()
+        if not self.calls and self.transport is None and not self.closed.done():
+            self.closed.set_result(None)
+
+    # -- shutdown ---------------------------------------------------------------
+
+    def goaway(self) -> None:
+        """Stop accepting new streams on this connection (GOAWAY with the last stream id)."""
+        if self.transport is None:
+            return
+        self._closing = True
+        try:
+            self.conn.close_connection(last_stream_id=self.conn.highest_inbound_stream_id)
+        except h2.exceptions.H2Error:
+            pass
+        self.schedule_flush()
+
+    def cancel_calls(self, reason: CancelReason) -> None:
+        for call in list(self.calls.values()):
+            call.cancel(reason)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.flush()
+            if self.transport is not None:
+                self.transport.close()
