@@ -94,7 +94,7 @@ def parse_request(
     authority = None
     meta: list[tuple[bytes, bytes]] = []
     for name, value in headers:
-        if name[0] == 58:  # b":"
+        if name.startswith(b":"):  # name[0] would fail on an empty name
             if name == b":authority":
                 authority = value.decode("latin-1")
             continue
