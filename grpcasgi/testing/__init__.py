@@ -1,0 +1,1 @@
+"""Testing helpers for applications built on grpcasgi."""
