@@ -22,7 +22,7 @@ import h2.settings
 from ..config import Configuration
 from ..exceptions import GRPCError
 from ..peer import Peer
-from ..protocol.framing import MessageDecoder, MessageTooLarge
+from ..protocol.framing import FramingError, MessageDecoder, MessageTooLarge
 from ..protocol.headers import ResponseHead, TrailersInfo, parse_response_headers, parse_trailers
 from ..protocol.status import Status
 from .base import H2Protocol, StreamWriter
@@ -162,10 +162,12 @@ class H2ClientStream:
                 raise self.error
             try:
                 item = self.decoder.next_message()
-            except MessageTooLarge as exc:
+            except FramingError as exc:
+                status = Status.RESOURCE_EXHAUSTED if isinstance(exc, MessageTooLarge) else Status.INTERNAL
                 self.proto.reset_stream(self.stream_id, h2.errors.ErrorCodes.CANCEL)
-                self.fail(GRPCError(Status.RESOURCE_EXHAUSTED, str(exc)))
-                raise self.error from None  # type: ignore[misc]
+                error = GRPCError(status, str(exc))
+                self.fail(error)
+                raise error from None
             if item is not None:
                 self.proto.ack(self.stream_id, len(item[1]) + 5)
                 return item

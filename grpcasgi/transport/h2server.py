@@ -40,7 +40,7 @@ from ..protocol.compression import (
     decompress,
 )
 from ..protocol.content_type import content_type_for
-from ..protocol.framing import MessageDecoder, MessageTooLarge, frame_header
+from ..protocol.framing import FramingError, MessageDecoder, MessageTooLarge, frame_header
 from ..protocol.headers import RequestRejected, parse_request, response_headers, trailers, trailers_only
 from ..protocol.metadata import encode_metadata
 from ..protocol.status import Status
@@ -156,6 +156,10 @@ class H2ServerCall(ServerCall):
                 self._discard_input()
                 log.warning("%s: %s", self.scope["path"], exc)
                 raise GRPCError(Status.RESOURCE_EXHAUSTED, str(exc)) from None
+            except FramingError as exc:
+                self._discard_input()
+                log.warning("%s: malformed request stream: %s", self.scope["path"], exc)
+                raise GRPCError(Status.INTERNAL, f"Malformed request stream: {exc}") from None
             if item is not None:
                 return self._decode(item[0], item[1])
             if self._request_ended:
