@@ -272,14 +272,15 @@ def test_docstrings(modules: types.SimpleNamespace) -> None:
     assert svc.EverythingBase.ServerStream.__doc__ is None
 
 
-def test_stub_constructs_client_methods(modules: types.SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
-    import grpcasgi
-
-    recorders = {name: type(name, (_Recorder,), {}) for name in (
-        "UnaryUnaryMethod", "UnaryStreamMethod", "StreamUnaryMethod", "StreamStreamMethod"
-    )}
+def test_stub_constructs_client_methods(
+    modules: types.SimpleNamespace, client_module: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorders = {
+        name: type(name, (_Recorder,), {})
+        for name in ("UnaryUnaryMethod", "UnaryStreamMethod", "StreamUnaryMethod", "StreamStreamMethod")
+    }
     for name, cls in recorders.items():
-        monkeypatch.setattr(grpcasgi.client, name, cls)
+        monkeypatch.setattr(client_module, name, cls)
     from google.protobuf import empty_pb2
 
     pb2, common = modules.svc_pb2, modules.types_pb2
@@ -295,9 +296,9 @@ def test_stub_constructs_client_methods(modules: types.SimpleNamespace, monkeypa
     }
     assert set(vars(stub)) == set(expected)
     for attr, (cls_name, args) in expected.items():
-        method = getattr(stub, attr)
-        assert type(method) is recorders[cls_name]
+        method: Any = getattr(stub, attr)
         assert method.args == args
+        assert type(method) is recorders[cls_name]
     assert vars(modules.svc_grpc.NothingStub(channel)) == {}
 
 
@@ -480,34 +481,58 @@ def test_committed_generated_files_are_up_to_date() -> None:
         )
 
 
-def test_committed_pb2_modules_import() -> None:
-    for module in (
-        "grpcasgi.interop.protos.grpc.testing.empty_pb2",
-        "grpcasgi.interop.protos.grpc.testing.messages_pb2",
-        "grpcasgi.interop.protos.grpc.testing.test_pb2",
-        "grpcasgi.contrib.protos.grpc.health.v1.health_pb2",
-        "grpcasgi.contrib.protos.grpc.reflection.v1.reflection_pb2",
-        "grpcasgi.contrib.protos.grpc.reflection.v1alpha.reflection_pb2",
-    ):
-        importlib.import_module(module)
-    from grpcasgi.interop.protos.grpc.testing import test_pb2
+# Run in a subprocess: the grpc.health.v1 / grpc.reflection.* / grpc.testing
+# messages must not land in this process's default descriptor pool, where they
+# would clash with grpcio-health-checking's or grpcio-reflection's copies.
+COMMITTED_IMPORT_CHECK = """
+import importlib
 
-    services = test_pb2.DESCRIPTOR.services_by_name
-    assert services["TestService"].full_name == "grpc.testing.TestService"
-    assert services["TestService"].methods_by_name["UnaryCall"].input_type.full_name == "grpc.testing.SimpleRequest"
+from grpcasgi.const import Cardinality
+
+for name in (
+    "grpcasgi.interop.protos.grpc.testing.empty_pb2",
+    "grpcasgi.interop.protos.grpc.testing.messages_pb2",
+    "grpcasgi.interop.protos.grpc.testing.test_pb2",
+    "grpcasgi.contrib.protos.grpc.health.v1.health_pb2",
+    "grpcasgi.contrib.protos.grpc.reflection.v1.reflection_pb2",
+    "grpcasgi.contrib.protos.grpc.reflection.v1alpha.reflection_pb2",
+    "grpcasgi.interop.protos.grpc.testing.empty_grpc",
+    "grpcasgi.interop.protos.grpc.testing.messages_grpc",
+    "grpcasgi.interop.protos.grpc.testing.test_grpc",
+    "grpcasgi.contrib.protos.grpc.health.v1.health_grpc",
+    "grpcasgi.contrib.protos.grpc.reflection.v1.reflection_grpc",
+    "grpcasgi.contrib.protos.grpc.reflection.v1alpha.reflection_grpc",
+):
+    importlib.import_module(name)
+
+from grpcasgi.interop.protos.grpc.testing import test_grpc, test_pb2
+from grpcasgi.contrib.protos.grpc.health.v1 import health_grpc, health_pb2
 
 
-def test_committed_grpc_modules_import(client_module: types.ModuleType) -> None:
-    from grpcasgi.const import Cardinality
+def concrete(base):
+    async def handler(self, stream):
+        pass
 
-    health = importlib.import_module("grpcasgi.contrib.protos.grpc.health.v1.health_grpc")
-    mapping = _concrete(health.HealthBase).__mapping__()
-    assert mapping["/grpc.health.v1.Health/Watch"].cardinality is Cardinality.UNARY_STREAM
-    for module in (
-        "grpcasgi.interop.protos.grpc.testing.test_grpc",
-        "grpcasgi.contrib.protos.grpc.reflection.v1.reflection_grpc",
-        "grpcasgi.contrib.protos.grpc.reflection.v1alpha.reflection_grpc",
-    ):
-        importlib.import_module(module)
-    test_grpc = importlib.import_module("grpcasgi.interop.protos.grpc.testing.test_grpc")
-    assert "/grpc.testing.TestService/FullDuplexCall" in _concrete(test_grpc.TestServiceBase).__mapping__()
+    return type("Concrete", (base,), {name: handler for name in base.__abstractmethods__})()
+
+
+service = test_pb2.DESCRIPTOR.services_by_name["TestService"]
+assert service.full_name == "grpc.testing.TestService"
+assert service.methods_by_name["UnaryCall"].input_type.full_name == "grpc.testing.SimpleRequest"
+mapping = concrete(test_grpc.TestServiceBase).__mapping__()
+assert mapping["/grpc.testing.TestService/FullDuplexCall"].cardinality is Cardinality.STREAM_STREAM
+mapping = concrete(health_grpc.HealthBase).__mapping__()
+assert mapping["/grpc.health.v1.Health/Watch"][1:] == (
+    Cardinality.UNARY_STREAM, health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse
+)
+print("ok")
+"""
+
+
+def test_committed_modules_import() -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-c", COMMITTED_IMPORT_CHECK], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stdout + proc.stderr
