@@ -6,7 +6,7 @@ Services are objects with a ``__mapping__()`` method (what generated
 
 from __future__ import annotations
 
-from typing import Any, Collection, Iterable
+from typing import Any, Collection, Iterator
 
 from .const import Handler
 
@@ -51,7 +51,7 @@ class Router:
         service, method = split_path(path)
         return service, method, None
 
-    def __iter__(self) -> Iterable[str]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[str]:
         return iter(self._routes)
 
     def __len__(self) -> int:
