@@ -13,7 +13,7 @@ import asyncio
 import logging
 import socket
 import ssl as _ssl
-from typing import Any, AsyncIterator, Generic, Iterable, Sequence, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Generic, Iterable, Sequence, TypeVar
 
 from multidict import MultiDict
 
@@ -106,6 +106,10 @@ class Channel:
         self._protocol: H2ClientProtocol | None = None
         self._connecting: asyncio.Future[H2ClientProtocol] | None = None
         self._closed = False
+        #: Replaces the socket connect when set: called with the protocol
+        #: factory, returns the connected protocol (``grpcasgi.testing.ChannelFor``
+        #: wires the connection to an in-process server this way).
+        self._connector: Callable[[Callable[[], H2ClientProtocol]], Awaitable[H2ClientProtocol]] | None = None
 
     def __repr__(self) -> str:
         where = self._path if self._path is not None else self._authority
@@ -138,7 +142,9 @@ class Channel:
 
         where = self._path or f"{self._host}:{self._port}"
         try:
-            if self._path is not None:
+            if self._connector is not None:
+                proto = await self._connector(factory)
+            elif self._path is not None:
                 _, proto = await loop.create_unix_connection(
                     factory, self._path, ssl=self._ssl, server_hostname=self._server_hostname or ("localhost" if self._ssl else None)
                 )

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import socket
 import ssl as _ssl
-from typing import Any, Collection, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from .call import CancelReason, Middleware, build_stack, endpoint
 from .codec import CodecBase, JSONCodec, ProtoCodec, StatusDetailsCodecBase, default_status_details_codec
@@ -121,13 +121,9 @@ class Server:
         if path is not None and (host is not None or port is not None):
             raise ValueError("path cannot be combined with host or port")
         loop = asyncio.get_running_loop()
-        app = build_stack(self._middleware, endpoint)
-        state = self._state = ServerState(app, self._router, self._config, self._codecs, self._status_details_codec)
+        factory = self._connection_factory(loop)
         if ssl is not None:
             ssl.set_alpn_protocols(["h2"])
-
-        def factory() -> H2ServerProtocol:
-            return H2ServerProtocol(state, loop)
 
         if path is not None:
             self._server = await loop.create_unix_server(factory, path, sock=sock, backlog=backlog, ssl=ssl)
@@ -146,6 +142,26 @@ class Server:
             )
         for hook in _start_hooks(self._handlers):
             await hook()
+
+    def _make_state(self) -> ServerState:
+        """Build the middleware stack and the state all connections share (once).
+
+        Separate from :meth:`start` so that other transports (the in-process
+        ``grpcasgi.testing.ChannelFor``) serve through exactly the same stack.
+        """
+        if self._state is None:
+            app = build_stack(self._middleware, endpoint)
+            self._state = ServerState(app, self._router, self._config, self._codecs, self._status_details_codec)
+        return self._state
+
+    def _connection_factory(self, loop: asyncio.AbstractEventLoop) -> Callable[[], H2ServerProtocol]:
+        """A protocol factory for ``loop.create_server`` (or any transport) serving this server."""
+        state = self._make_state()
+
+        def factory() -> H2ServerProtocol:
+            return H2ServerProtocol(state, loop)
+
+        return factory
 
     def close(self) -> None:
         """Stop accepting connections and end the running calls.
