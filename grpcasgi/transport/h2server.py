@@ -32,21 +32,16 @@ from ..codec import CodecBase, StatusDetailsCodecBase
 from ..config import Configuration
 from ..exceptions import GRPCError, ProtocolError, StreamTerminatedError
 from ..peer import Peer
-from ..protocol.compression import (
-    SUPPORTED_ENCODINGS,
-    DecompressedTooLarge,
-    accept_encoding_header,
-    compress,
-    decompress,
-)
+from ..protocol.compression import SUPPORTED_ENCODINGS, accept_encoding_header
 from ..protocol.content_type import content_type_for
-from ..protocol.framing import FramingError, MessageDecoder, MessageTooLarge, frame_header
+from ..protocol.framing import FramingError, MessageDecoder, MessageTooLarge
 from ..protocol.headers import RequestRejected, parse_request, response_headers, trailers, trailers_only
 from ..protocol.metadata import encode_metadata
 from ..protocol.status import Status
 from ..routing import Router
 from ..types import App, ReceiveEvent, SendEvent
 from .base import HIGH_WATER, H2Protocol, StreamWriter
+from .messages import decode_request_message, encode_reply_message, end_of_call
 
 if TYPE_CHECKING:
     pass
@@ -178,28 +173,9 @@ class H2ServerCall(ServerCall):
 
     def _decode(self, compressed: bool, payload: bytes | memoryview) -> ReceiveEvent:
         self._proto.ack(self.stream_id, len(payload) + 5)
-        scope = self.scope
-        if compressed:
-            encoding = scope["encoding"]
-            if encoding is None:
-                raise GRPCError(Status.INTERNAL, "Compressed message received but no grpc-encoding was set")
-            limit = self._proto.state.config.max_receive_message_length
-            try:
-                payload = decompress(encoding, payload, limit)
-            except DecompressedTooLarge as exc:
-                log.warning("%s: %s", scope["path"], exc)
-                raise GRPCError(Status.RESOURCE_EXHAUSTED, str(exc)) from None
-            except ValueError as exc:
-                raise GRPCError(Status.INTERNAL, f"Could not decompress request message: {exc}") from None
-        request_type = scope["request_type"]
-        if request_type is None:
-            return {"type": "grpc.request.message", "message": bytes(payload), "size": len(payload)}
-        try:
-            message = self._codec.decode(payload, request_type)
-        except Exception as exc:
-            log.warning("%s: could not decode request message: %r", scope["path"], exc)
-            raise GRPCError(Status.INTERNAL, "Could not decode request message") from None
-        return {"type": "grpc.request.message", "message": message, "size": len(payload)}
+        return decode_request_message(
+            self.scope, self._codec, compressed, payload, self._proto.state.config.max_receive_message_length
+        )
 
     # -- send ---------------------------------------------------------------
 
@@ -212,19 +188,15 @@ class H2ServerCall(ServerCall):
                 raise ProtocolError("cannot send a message: the call has ended")
             if not self.response_started:
                 self._send_headers(None)
-            data = self._codec.encode(event["message"], self.scope["reply_type"])  # type: ignore[typeddict-item]
-            limit = self._proto.state.config.max_send_message_length
-            if limit is not None and len(data) > limit:
-                raise GRPCError(
-                    Status.RESOURCE_EXHAUSTED, f"Sent message larger than max ({len(data)} vs. {limit})"
-                )
-            encoding = self._response_encoding
+            prefix, data = encode_reply_message(
+                self._codec,
+                event["message"],  # type: ignore[typeddict-item]
+                self.scope["reply_type"],
+                self._proto.state.config.max_send_message_length,
+                self._response_encoding,
+            )
             writer = self.writer
-            if encoding is not None:
-                data = compress(encoding, data)
-                writer.write(frame_header(len(data), True), data)
-            else:
-                writer.write(frame_header(len(data)), data)
+            writer.write(prefix, data)
             if writer.size > HIGH_WATER:
                 await writer.drain()
         elif kind == "grpc.response.start":
@@ -250,19 +222,11 @@ class H2ServerCall(ServerCall):
         self._proto.schedule_flush()
 
     async def _send_end(self, event: dict[str, Any]) -> None:
-        status: Status = event["status"]
         if event.get("reset"):
             self.response_ended = True
             self._proto.reset_stream(self.stream_id, h2.errors.ErrorCodes.CANCEL)
             return
-        message = event.get("message")
-        details = event.get("details")
-        metadata = event.get("metadata")
-        details_bin = None
-        codec = self._proto.state.status_details_codec
-        if details is not None and codec is not None and status is not Status.OK:
-            details_bin = codec.encode(status, message, details)
-        encoded = encode_metadata(metadata) if metadata else None
+        status, message, details_bin, encoded = end_of_call(event, self._proto.state.status_details_codec)
         self.response_ended = True
         if not self.response_started:
             self.response_started = True

@@ -1,0 +1,101 @@
+"""Message and end-of-call handling shared by both server runtimes.
+
+The bundled HTTP/2 server (``transport/h2server.py``) and the ASGI adapter
+(``asgi.py``) move bytes differently, but what a request message decodes to,
+what a reply message encodes to and which headers end a call must be the
+same in both, or a service would behave differently depending on where it is
+deployed. These functions are that common part; they do no I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..codec import CodecBase, StatusDetailsCodecBase
+from ..exceptions import GRPCError
+from ..protocol.compression import DecompressedTooLarge, compress, decompress
+from ..protocol.framing import frame_header
+from ..protocol.metadata import encode_metadata
+from ..protocol.status import Status
+from ..types import RequestMessageEvent, Scope
+
+__all__ = ["decode_request_message", "encode_reply_message", "end_of_call"]
+
+log = logging.getLogger("grpcasgi.server")
+
+
+def decode_request_message(
+    scope: Scope,
+    codec: CodecBase,
+    compressed: bool,
+    payload: bytes | memoryview,
+    max_length: int,
+) -> RequestMessageEvent:
+    """Decompress (bounded by ``max_length``) and decode one request message.
+
+    Failures raise :class:`GRPCError` with the status grpcio uses for them
+    (RESOURCE_EXHAUSTED when too large, INTERNAL otherwise). Calls without a
+    routed handler get the raw bytes, so middleware can still inspect them.
+    """
+    if compressed:
+        encoding = scope["encoding"]
+        if encoding is None:
+            raise GRPCError(Status.INTERNAL, "Compressed message received but no grpc-encoding was set")
+        try:
+            payload = decompress(encoding, payload, max_length)
+        except DecompressedTooLarge as exc:
+            log.warning("%s: %s", scope["path"], exc)
+            raise GRPCError(Status.RESOURCE_EXHAUSTED, str(exc)) from None
+        except ValueError as exc:
+            raise GRPCError(Status.INTERNAL, f"Could not decompress request message: {exc}") from None
+    request_type = scope["request_type"]
+    if request_type is None:
+        return {"type": "grpc.request.message", "message": bytes(payload), "size": len(payload)}
+    try:
+        message = codec.decode(payload, request_type)
+    except Exception as exc:
+        log.warning("%s: could not decode request message: %r", scope["path"], exc)
+        raise GRPCError(Status.INTERNAL, "Could not decode request message") from None
+    return {"type": "grpc.request.message", "message": message, "size": len(payload)}
+
+
+def encode_reply_message(
+    codec: CodecBase,
+    message: Any,
+    reply_type: Any,
+    max_length: int | None,
+    encoding: str | None,
+) -> tuple[bytes, bytes]:
+    """Encode (and compress when ``encoding`` is set) one reply: ``(prefix, payload)``.
+
+    A reply over ``max_length`` raises RESOURCE_EXHAUSTED before anything is
+    sent, as grpcio does.
+    """
+    data = codec.encode(message, reply_type)
+    if max_length is not None and len(data) > max_length:
+        raise GRPCError(Status.RESOURCE_EXHAUSTED, f"Sent message larger than max ({len(data)} vs. {max_length})")
+    if encoding is not None:
+        data = compress(encoding, data)
+        return frame_header(len(data), True), data
+    return frame_header(len(data)), data
+
+
+def end_of_call(
+    event: Any, status_details_codec: StatusDetailsCodecBase | None
+) -> tuple[Status, str | None, bytes | None, list[tuple[bytes, bytes]] | None]:
+    """The parts of a ``grpc.response.end`` event that go into trailers.
+
+    Returns ``(status, message, details_bin, metadata)`` ready for
+    :func:`~grpcasgi.protocol.headers.trailers` and ``trailers_only``;
+    details are encoded only for non-OK statuses and when a codec is set.
+    """
+    status: Status = event["status"]
+    message = event.get("message")
+    details = event.get("details")
+    metadata = event.get("metadata")
+    details_bin = None
+    if details is not None and status_details_codec is not None and status is not Status.OK:
+        details_bin = status_details_codec.encode(status, message, details)
+    encoded = encode_metadata(metadata) if metadata else None
+    return status, message, details_bin, encoded
