@@ -370,7 +370,11 @@ class Stream(Generic[_Req, _Rep]):
             raise ProtocolError("send the request first")
         if self.initial_metadata is not None:
             return
-        head = await self._h2.wait_head()
+        try:
+            head = await self._h2.wait_head()
+        except GRPCError:
+            self._error_surfaced()
+            raise
         self.initial_metadata = MultiDict(head.metadata)
         if head.codec is not None and head.codec != self._channel._codec.__content_subtype__ and head.trailers is None:
             self._fail_call(GRPCError(Status.UNKNOWN, f"unexpected response content-type (codec {head.codec!r})"))
@@ -380,7 +384,11 @@ class Stream(Generic[_Req, _Rep]):
         if self.initial_metadata is None:
             await self.recv_initial_metadata()
         assert self._h2 is not None
-        item = await self._h2.read_message()
+        try:
+            item = await self._h2.read_message()
+        except GRPCError:
+            self._error_surfaced()
+            raise
         if item is None:
             await self._process_trailers()
             return None
@@ -402,6 +410,13 @@ class Stream(Generic[_Req, _Rep]):
             self._fail_call(GRPCError(Status.INTERNAL, f"could not decode response message: {exc}"))
         return reply
 
+    def _error_surfaced(self) -> None:
+        # The call's error (reset, lost connection, deadline) reached the
+        # caller: the call is over. Without this, leaving ``async with``
+        # raised the same error a second time, out of ``__aexit__``.
+        self._done = True
+        self._finish()
+
     def _fail_call(self, error: GRPCError) -> None:
         self._cancel_h2()
         raise error
@@ -420,7 +435,11 @@ class Stream(Generic[_Req, _Rep]):
         if self._h2 is None:
             raise ProtocolError("send the request first")
         if self._trailers is None:
-            await self._h2.wait_trailers()
+            try:
+                await self._h2.wait_trailers()
+            except GRPCError:
+                self._error_surfaced()
+                raise
         await self._process_trailers()
 
     async def _process_trailers(self) -> None:
