@@ -6,7 +6,8 @@ import asyncio
 import logging
 import socket
 import ssl as _ssl
-from typing import Any, Callable, Collection, Sequence
+import inspect
+from typing import Any, Awaitable, Callable, Collection, Sequence, Union
 
 from .call import CancelReason, Middleware, build_stack, endpoint
 from .codec import CodecBase, JSONCodec, ProtoCodec, StatusDetailsCodecBase, default_status_details_codec
@@ -15,9 +16,25 @@ from .routing import Router
 from .stream import Stream
 from .transport.h2server import H2ServerProtocol, ServerState
 
-__all__ = ["Server", "Stream"]
+__all__ = ["Server", "Stream", "LifecycleHook", "run_hooks"]
 
 log = logging.getLogger("grpcasgi.server")
+
+#: A startup/shutdown hook: a plain or ``async`` function without arguments.
+LifecycleHook = Callable[[], Union[Awaitable[None], None]]
+
+
+async def run_hooks(hooks: Sequence[LifecycleHook]) -> None:
+    """Run lifecycle hooks in order, awaiting the async ones.
+
+    Shared by :class:`Server` and the ASGI ``App``'s lifespan handling, so a
+    resource opened in ``on_startup`` (a DB pool) is opened exactly once in
+    either runtime.
+    """
+    for hook in hooks:
+        result = hook()
+        if inspect.isawaitable(result):
+            await result
 
 
 def make_codecs(codec: CodecBase | None) -> dict[str, CodecBase]:
@@ -39,6 +56,10 @@ class Server:
     ``handlers`` are service objects (generated ``<Service>Base`` subclasses or
     anything with ``__mapping__()``); ``middleware`` is a list of
     :class:`~grpcasgi.Middleware` entries, first outermost, built at start.
+    ``on_startup`` hooks run in :meth:`start` before the socket listens (an
+    exception there aborts the start); ``on_shutdown`` hooks run once in
+    :meth:`wait_closed` after every connection has ended. The ASGI ``App``
+    takes the same hooks and runs them from the ASGI lifespan protocol.
     """
 
     def __init__(
@@ -49,8 +70,13 @@ class Server:
         status_details_codec: StatusDetailsCodecBase | None = None,
         config: Configuration | None = None,
         middleware: Sequence[Middleware] | None = None,
+        on_startup: Sequence[LifecycleHook] = (),
+        on_shutdown: Sequence[LifecycleHook] = (),
     ) -> None:
         self._router = Router(handlers)
+        self.on_startup = list(on_startup)
+        self.on_shutdown = list(on_shutdown)
+        self._started_hooks = False
         self._handlers = list(handlers)
         self._codecs = make_codecs(codec)
         self._status_details_codec = status_details_codec or default_status_details_codec()
@@ -125,21 +151,27 @@ class Server:
         if ssl is not None:
             ssl.set_alpn_protocols(["h2"])
 
-        if path is not None:
-            self._server = await loop.create_unix_server(factory, path, sock=sock, backlog=backlog, ssl=ssl)
-        else:
-            self._server = await loop.create_server(
-                factory,
-                host,
-                port,
-                family=family,
-                flags=flags,
-                sock=sock,
-                backlog=backlog,
-                ssl=ssl,
-                reuse_address=reuse_address,
-                reuse_port=reuse_port,
-            )
+        await run_hooks(self.on_startup)
+        self._started_hooks = True
+        try:
+            if path is not None:
+                self._server = await loop.create_unix_server(factory, path, sock=sock, backlog=backlog, ssl=ssl)
+            else:
+                self._server = await loop.create_server(
+                    factory,
+                    host,
+                    port,
+                    family=family,
+                    flags=flags,
+                    sock=sock,
+                    backlog=backlog,
+                    ssl=ssl,
+                    reuse_address=reuse_address,
+                    reuse_port=reuse_port,
+                )
+        except BaseException:
+            await self._run_shutdown_hooks()
+            raise
         for hook in _start_hooks(self._handlers):
             await hook()
 
@@ -217,6 +249,12 @@ class Server:
                 if not conn.calls:
                     conn.abort()
             await asyncio.wait([c.closed for c in conns], timeout=1.0)
+        await self._run_shutdown_hooks()
+
+    async def _run_shutdown_hooks(self) -> None:
+        if self._started_hooks:
+            self._started_hooks = False
+            await run_hooks(self.on_shutdown)
 
     async def __aenter__(self) -> "Server":
         return self
