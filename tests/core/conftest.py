@@ -154,3 +154,38 @@ async def client_call(
     yield call
     for ch in grpcio_channels:
         await ch.close()
+
+
+@pytest.fixture
+async def grpcio_server() -> AsyncIterator[Callable[..., Awaitable[int]]]:
+    """``await grpcio_server("pkg.Svc", {"Method": (cardinality, behaviour)}, options=[...])`` → port
+    of a grpc.aio server in this loop (StringValue messages unless the spec adds types)."""
+    import grpc
+
+    from core_helpers import SV
+
+    servers: list[Any] = []
+
+    async def factory(service: str, methods: dict[str, Any], options: Any = None) -> int:
+        kinds = {
+            (False, False): grpc.unary_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+        }
+        handlers = {}
+        for name, (cardinality, func, *types) in methods.items():
+            req, rep = types if types else (SV, SV)
+            handlers[name] = kinds[cardinality.value](
+                func, request_deserializer=req.FromString, response_serializer=rep.SerializeToString
+            )
+        server = grpc.aio.server(options=options)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        servers.append(server)
+        return int(port)
+
+    yield factory
+    for server in servers:
+        await server.stop(None)
