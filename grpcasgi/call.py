@@ -28,7 +28,7 @@ from .routing import Router
 from .stream import Stream
 from .types import SPEC_VERSION, App, Receive, ReceiveEvent, Scope, Send, SendEvent
 
-__all__ = ["Middleware", "build_stack", "endpoint", "ServerCall", "CancelReason", "make_scope"]
+__all__ = ["Middleware", "build_stack", "endpoint", "ServerCall", "CancelReason", "cancel_reason", "make_scope"]
 
 log = logging.getLogger("grpcasgi.server")
 
@@ -73,6 +73,23 @@ class CancelReason(enum.Enum):
     SHUTDOWN = "shutdown"  # the server is closing
 
 
+#: ``scope["extensions"]`` key under which the runtime records why it cancelled
+#: a call, just before cancelling its task (see :func:`cancel_reason`).
+CANCEL_REASON_KEY = "grpcasgi.cancel_reason"
+
+
+def cancel_reason(scope: Scope) -> CancelReason | None:
+    """Why the runtime cancelled this call, or None if it did not.
+
+    Middleware that catches ``CancelledError`` calls this to tell a deadline
+    from a client reset, a lost connection or a server shutdown. The reason
+    lives in ``scope["extensions"]``, a dict shared by shallow copies of the
+    scope, so it is visible at every layer.
+    """
+    reason = scope["extensions"].get(CANCEL_REASON_KEY)
+    return reason if isinstance(reason, CancelReason) else None
+
+
 _current_call: contextvars.ContextVar["ServerCall | None"] = contextvars.ContextVar(
     "grpcasgi_current_server_call", default=None
 )
@@ -99,7 +116,10 @@ async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     call = _current_call.get()
     deadline = scope["deadline"]
     if call is not None and deadline is not call.armed_deadline:
+        # Middleware assigned scope["deadline"]: re-arm (only shortening is
+        # honoured) and let the handler and outgoing calls see the effective one.
         call.arm_deadline(deadline)
+        deadline = scope["deadline"] = call.armed_deadline
     stream: Stream[Any, Any] = Stream(scope, receive, send)
     token = current_deadline.set(deadline)
     try:
@@ -188,12 +208,18 @@ class ServerCall:
         if task is not None and not task.done():
             if self.cancel_reason is None:
                 self.cancel_reason = reason
+                self.scope["extensions"][CANCEL_REASON_KEY] = reason
             task.cancel()
 
     def arm_deadline(self, deadline: Deadline | None) -> None:
-        """(Re)arm the deadline timer; middleware may have shortened the deadline."""
-        if self.armed_deadline is not None and deadline is not None:
-            deadline = earliest(deadline, self.armed_deadline)
+        """(Re)arm the deadline timer; middleware may have shortened the deadline.
+
+        Only ever shortens: a later deadline, or None, keeps the armed one, so
+        middleware cannot lift the deadline the client asked for.
+        """
+        deadline = earliest(deadline, self.armed_deadline)
+        if deadline is self.armed_deadline:
+            return
         self.armed_deadline = deadline
         if self._timer is not None:
             self._timer.cancel()
