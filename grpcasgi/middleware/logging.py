@@ -1,0 +1,171 @@
+"""One structured log record per call (an access log), optionally the payloads.
+
+The record is emitted when the call ends, however it ends (a status sent,
+an exception, a deadline, a client reset), with its fields in ``extra`` so
+that JSON log formatters can emit them as keys:
+
+========================  ==================================================
+``method``                full path, ``/pkg.Service/Method``
+``service``               ``pkg.Service``
+``status``                status name (``OK``, ``NOT_FOUND``, ...)
+``code``                  numeric status code
+``status_message``        the status message, if any
+``duration_ms``           milliseconds the call spent inside this layer
+``peer``                  ``host:port`` of the client
+``user_agent``            the client's user agent
+``request_messages``      messages received
+``response_messages``     messages sent
+``error``                 type name of the exception that ended it, if any
+``principal``             ``str(scope["state"]["principal"])`` when set (auth)
+========================  ==================================================
+
+The level follows the status: by default OK is INFO, errors the client
+caused (INVALID_ARGUMENT, NOT_FOUND, CANCELLED, DEADLINE_EXCEEDED, ...) are
+WARNING, server-side failures (UNKNOWN, INTERNAL, UNAVAILABLE, DATA_LOSS,
+UNIMPLEMENTED) are ERROR. Tracebacks are not repeated here: the runtime
+logs an unexpected exception once, on ``grpcasgi.server``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Mapping
+
+from ..protocol.status import Status
+from ..types import Receive, RequestMessageEvent, ResponseMessageEvent, Scope, Send
+from .base import CallObserver, CallOutcome, peer_string
+
+__all__ = ["LoggingMiddleware", "DEFAULT_LEVELS", "default_level_for_status"]
+
+#: Statuses that describe a problem on the server's side (logged at ERROR).
+SERVER_ERRORS = frozenset(
+    {Status.UNKNOWN, Status.INTERNAL, Status.UNAVAILABLE, Status.DATA_LOSS, Status.UNIMPLEMENTED}
+)
+
+#: The default level of each status.
+DEFAULT_LEVELS: Mapping[Status, int] = {
+    status: (
+        logging.INFO if status is Status.OK else logging.ERROR if status in SERVER_ERRORS else logging.WARNING
+    )
+    for status in Status
+}
+
+
+def default_level_for_status(status: Status) -> int:
+    return DEFAULT_LEVELS.get(status, logging.ERROR)
+
+
+LevelForStatus = Callable[[Status], int]
+
+
+def _format_payload(message: Any, limit: int) -> str:
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        text = repr(bytes(message[: limit + 1]))
+    else:
+        try:
+            from google.protobuf.message import Message
+            from google.protobuf.text_format import MessageToString
+
+            if isinstance(message, Message):
+                text = "{" + MessageToString(message, as_one_line=True) + "}"
+            else:
+                text = repr(message)
+        except Exception:  # a message that cannot print itself
+            text = f"<{type(message).__name__}>"
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text
+
+
+class LoggingMiddleware:
+    """Log each call once when it ends; with ``log_payloads=True`` also each message.
+
+    ``logger`` is a :class:`logging.Logger` or a logger name (default
+    ``grpcasgi.access``). ``level_for_status`` is a mapping (merged over the
+    defaults) or a function ``status -> level``. Payload records go out at
+    ``payload_level`` (DEBUG) and are cut at ``max_payload_chars``: payloads
+    may hold personal data or secrets, so enable them deliberately.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        logger: logging.Logger | str | None = None,
+        level_for_status: Mapping[Status, int] | LevelForStatus | None = None,
+        log_payloads: bool = False,
+        payload_level: int = logging.DEBUG,
+        max_payload_chars: int = 1024,
+    ) -> None:
+        self.app = app
+        if logger is None or isinstance(logger, str):
+            logger = logging.getLogger(logger or "grpcasgi.access")
+        self.logger = logger
+        if level_for_status is None:
+            self.level_for_status: LevelForStatus = default_level_for_status
+        elif callable(level_for_status):
+            self.level_for_status = level_for_status
+        else:
+            levels = {**DEFAULT_LEVELS, **level_for_status}
+            self.level_for_status = lambda status: levels.get(status, logging.ERROR)
+        self.log_payloads = log_payloads
+        self.payload_level = payload_level
+        self.max_payload_chars = max_payload_chars
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        on_request = on_response = None
+        if self.log_payloads and self.logger.isEnabledFor(self.payload_level):
+
+            def on_request(event: RequestMessageEvent) -> None:
+                self._payload(scope, "request", event["message"])
+
+            def on_response(event: ResponseMessageEvent) -> None:
+                self._payload(scope, "response", event["message"])
+
+        def on_end(outcome: CallOutcome) -> None:
+            self._access(scope, outcome)
+
+        async with CallObserver(
+            scope, receive, send, on_end=on_end, on_request=on_request, on_response=on_response
+        ) as call:
+            await self.app(scope, call.receive, call.send)
+
+    def _access(self, scope: Scope, outcome: CallOutcome) -> None:
+        level = self.level_for_status(outcome.status)
+        if not self.logger.isEnabledFor(level):
+            return
+        principal = scope["state"].get("principal")
+        extra = {
+            "method": scope["path"],
+            "service": scope["service"],
+            "status": outcome.status.name,
+            "code": outcome.status.value,
+            "status_message": outcome.message,
+            "duration_ms": round(outcome.duration_ms, 3),
+            "peer": peer_string(scope),
+            "user_agent": scope["user_agent"],
+            "request_messages": outcome.request_messages,
+            "response_messages": outcome.response_messages,
+            "error": type(outcome.error).__name__ if outcome.error is not None else None,
+            "principal": str(principal) if principal is not None else None,
+        }
+        self.logger.log(
+            level,
+            "%s %s %.1fms peer=%s",
+            scope["path"],
+            outcome.status.name,
+            outcome.duration_ms,
+            extra["peer"],
+            extra=extra,
+        )
+
+    def _payload(self, scope: Scope, direction: str, message: Any) -> None:
+        text = _format_payload(message, self.max_payload_chars)
+        self.logger.log(
+            self.payload_level,
+            "%s %s message %s",
+            scope["path"],
+            direction,
+            text,
+            extra={"method": scope["path"], "direction": direction, "payload": text},
+        )
