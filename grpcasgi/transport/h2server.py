@@ -26,6 +26,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 
 from ..call import CancelReason, ServerCall, make_scope
 from ..codec import CodecBase, StatusDetailsCodecBase
@@ -34,7 +35,7 @@ from ..exceptions import GRPCError, ProtocolError, StreamTerminatedError
 from ..peer import Peer
 from ..protocol.compression import SUPPORTED_ENCODINGS, accept_encoding_header
 from ..protocol.content_type import content_type_for
-from ..protocol.framing import FramingError, MessageDecoder, MessageTooLarge
+from ..protocol.framing import HEADER_SIZE, FramingError, MessageDecoder, MessageTooLarge
 from ..protocol.headers import RequestRejected, parse_request, response_headers, trailers, trailers_only
 from ..protocol.metadata import encode_metadata
 from ..protocol.status import Status
@@ -86,7 +87,7 @@ class ServerState:
 
 
 class H2ServerCall(ServerCall):
-    __slots__ = ("_proto", "stream_id", "_codec", "_decoder", "_request_ended", "_reset", "_discard", "_waiter", "writer", "_response_encoding")
+    __slots__ = ("_proto", "stream_id", "_codec", "_decoder", "_request_ended", "_reset", "_discard", "_waiter", "writer", "_response_encoding", "_early_acked")
 
     def __init__(self, proto: "H2ServerProtocol", stream_id: int, scope: Any, codec: CodecBase) -> None:
         super().__init__(scope)
@@ -98,6 +99,7 @@ class H2ServerCall(ServerCall):
         self._reset = False
         self._discard = False
         self._waiter: asyncio.Future[None] | None = None
+        self._early_acked = 0  # bytes of the incomplete message acknowledged by _unstall
         self.writer = StreamWriter(proto, stream_id)
         self.writer.on_end = self._after_trailers
         encoding = scope["encoding"]
@@ -134,8 +136,10 @@ class H2ServerCall(ServerCall):
     def _discard_input(self) -> None:
         """Stop buffering this request: acknowledge what is held and all that follows."""
         self._discard = True
-        held = self._decoder.buffered
-        if held:
+        decoder = self._decoder
+        held = decoder.buffered + (HEADER_SIZE if decoder.missing is not None else 0) - self._early_acked
+        self._early_acked = 0
+        if held > 0:
             self._proto.ack(self.stream_id, held)
         self._decoder = MessageDecoder(0)
 
@@ -165,14 +169,40 @@ class H2ServerCall(ServerCall):
                 return {"type": "grpc.request.end"}
             if self._reset:
                 return {"type": "grpc.disconnect"}
+            self._unstall()
             waiter = self._waiter = self._proto.loop.create_future()
             try:
                 await waiter
             finally:
                 self._waiter = None
 
+    def _unstall(self) -> None:
+        """Acknowledge the received part of a message that could not complete otherwise.
+
+        Credit normally goes back only when the application takes a whole
+        message, so a slow reader holds at most one window. A message larger
+        than the window (allowed: the limit is ``max_receive_message_length``,
+        checked at its prefix) would then never complete. So when the
+        application waits for a message whose rest exceeds what the peer may
+        still send, what arrived of it is acknowledged now.
+        """
+        missing = self._decoder.missing
+        if not missing:
+            return
+        try:
+            window = self._proto.conn.remote_flow_control_window(self.stream_id)
+        except h2.exceptions.H2Error:
+            return
+        if missing <= window:
+            return
+        unacked = HEADER_SIZE + self._decoder.buffered - self._early_acked
+        if unacked > 0:
+            self._early_acked += unacked
+            self._proto.ack(self.stream_id, unacked)
+
     def _decode(self, compressed: bool, payload: bytes | memoryview) -> ReceiveEvent:
-        self._proto.ack(self.stream_id, len(payload) + 5)
+        self._proto.ack(self.stream_id, len(payload) + HEADER_SIZE - self._early_acked)
+        self._early_acked = 0
         return decode_request_message(
             self.scope, self._codec, compressed, payload, self._proto.state.config.max_receive_message_length
         )
@@ -461,13 +491,19 @@ class H2ServerProtocol(H2Protocol):
 
     def goaway(self) -> None:
         """Stop accepting new streams on this connection (GOAWAY with the last stream id)."""
+        if self.transport is None or self._closing:
+            return
+        # Not conn.close_connection(): it moves h2's state machine to CLOSED,
+        # after which the running calls can send nothing (not even their
+        # trailers) and graceful shutdown turns into "connection lost". The
+        # frame is written after everything h2 has queued; new streams are
+        # refused by _on_request (self._closing).
+        self.flush()
         if self.transport is None:
             return
+        frame = hyperframe.frame.GoAwayFrame(stream_id=0, last_stream_id=self.conn.highest_inbound_stream_id)
+        self.transport.write(frame.serialize())
         self._closing = True
-        try:
-            self.conn.close_connection(last_stream_id=self.conn.highest_inbound_stream_id)
-        except h2.exceptions.H2Error:
-            pass
         self.schedule_flush()
 
     def cancel_calls(self, reason: CancelReason) -> None:
