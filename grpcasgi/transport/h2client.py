@@ -22,7 +22,7 @@ import h2.settings
 from ..config import Configuration
 from ..exceptions import GRPCError
 from ..peer import Peer
-from ..protocol.framing import FramingError, MessageDecoder, MessageTooLarge
+from ..protocol.framing import HEADER_SIZE, FramingError, MessageDecoder, MessageTooLarge
 from ..protocol.headers import ResponseHead, TrailersInfo, parse_response_headers, parse_trailers
 from ..protocol.status import Status
 from .base import H2Protocol, StreamWriter
@@ -38,6 +38,27 @@ _H2_CONFIG = h2.config.H2Configuration(
     normalize_outbound_headers=False,
     validate_inbound_headers=True,
 )
+
+
+
+class _H2Connection(h2.connection.H2Connection):
+    """h2 treats every received GOAWAY as the end of the connection (state
+    CLOSED, outbound buffer dropped: python-hyper/h2#1181), so a server's
+    graceful shutdown would kill the calls it promised to finish. A NO_ERROR
+    GOAWAY only forbids new streams (RFC 9113 section 6.8): report it and
+    keep the connection open; ``_on_goaway`` stops using it for new calls.
+    """
+
+    def _receive_goaway_frame(self, frame: Any) -> tuple[list[Any], list[Any]]:
+        if frame.error_code != 0:
+            result: tuple[list[Any], list[Any]] = super()._receive_goaway_frame(frame)
+            return result
+        event = h2.events.ConnectionTerminated()
+        event.error_code = h2.errors.ErrorCodes.NO_ERROR
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
 
 _RESET_STATUS = {
     h2.errors.ErrorCodes.NO_ERROR: Status.INTERNAL,
@@ -76,6 +97,7 @@ class H2ClientStream:
         "ended",
         "error",
         "_waiter",
+        "early_acked",
     )
 
     def __init__(self, proto: "H2ClientProtocol", stream_id: int, max_message_length: int) -> None:
@@ -88,6 +110,7 @@ class H2ClientStream:
         self.ended = False
         self.error: GRPCError | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self.early_acked = 0  # bytes of the incomplete message acknowledged by _unstall
 
     # -- fed by the connection -------------------------------------------------
 
@@ -169,13 +192,43 @@ class H2ClientStream:
                 self.fail(error)
                 raise error from None
             if item is not None:
-                self.proto.ack(self.stream_id, len(item[1]) + 5)
+                self.proto.ack(self.stream_id, len(item[1]) + HEADER_SIZE - self.early_acked)
+                self.early_acked = 0
                 return item
             if self.trailers is not None:
                 if not self.decoder.at_boundary:
                     raise GRPCError(Status.INTERNAL, "response ended inside a message")
                 return None
+            self._unstall()
             await self._wait()
+
+    def _unstall(self) -> None:
+        """Acknowledge the received part of a message that could not complete otherwise.
+
+        Credit goes back when the caller takes a whole message, so a slow
+        reader holds at most one window; a message larger than the window
+        would never complete. When the caller waits for a message whose rest
+        exceeds what the server may still send, what arrived is acknowledged.
+        """
+        missing = self.decoder.missing
+        if not missing:
+            return
+        try:
+            window = self.proto.conn.remote_flow_control_window(self.stream_id)
+        except h2.exceptions.H2Error:
+            return
+        if missing <= window:
+            return
+        unacked = self.unacked
+        if unacked > 0:
+            self.early_acked += unacked
+            self.proto.ack(self.stream_id, unacked)
+
+    @property
+    def unacked(self) -> int:
+        """Received bytes not yet given back to flow control."""
+        decoder = self.decoder
+        return decoder.buffered + (HEADER_SIZE if decoder.missing is not None else 0) - self.early_acked
 
     async def wait_trailers(self) -> TrailersInfo:
         while self.trailers is None:
@@ -196,7 +249,7 @@ class H2ClientProtocol(H2Protocol):
     ) -> None:
         super().__init__(loop)
         self.config = config
-        self.conn = h2.connection.H2Connection(config=_H2_CONFIG)
+        self.conn = _H2Connection(config=_H2_CONFIG)
         self.streams: dict[int, H2ClientStream] = {}
         self.peer: Peer | None = None
         self.usable = True
@@ -293,6 +346,12 @@ class H2ClientProtocol(H2Protocol):
             self._wake_slots()
             if not stream.ended:
                 self.reset_stream(stream.stream_id, h2.errors.ErrorCodes.CANCEL)
+            # Data the caller never read still counts against the connection
+            # window; give it back or later calls would starve.
+            unacked = stream.unacked
+            if unacked > 0:
+                stream.early_acked += unacked
+                self.ack(stream.stream_id, unacked)
 
     def _wake_slots(self) -> None:
         if self._slot_waiters:
