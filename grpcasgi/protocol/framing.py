@@ -71,6 +71,17 @@ class MessageDecoder:
         return self._buffered
 
     @property
+    def missing(self) -> int | None:
+        """Payload bytes still to come for the message whose prefix was read; None between messages.
+
+        Flow control uses it: a receiver that acknowledges data only per whole
+        message must act when the rest of a message exceeds the peer's window.
+        """
+        if self._pending is None:
+            return None
+        return self._pending[1] - self._buffered
+
+    @property
     def at_boundary(self) -> bool:
         """True when no partial message is buffered (a clean end of stream)."""
         return self._buffered == 0 and self._pending is None
