@@ -280,6 +280,10 @@ class H2ServerCall(ServerCall):
             self._proto.reset_stream(self.stream_id, h2.errors.ErrorCodes.NO_ERROR)
 
     def closed(self) -> None:
+        if not self._discard:
+            # Request data the handler never read still holds connection
+            # window; give it back or the connection's later calls starve.
+            self._discard_input()
         self._proto.call_done(self)
 
 
