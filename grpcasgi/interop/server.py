@@ -37,6 +37,8 @@ import sys
 import time
 from typing import Any, Sequence
 
+from ..contrib.health import Health
+from ..contrib.reflection import ServerReflection
 from ..exceptions import GRPCError
 from ..protocol.metadata import MetadataValue
 from ..protocol.status import Status
@@ -237,8 +239,15 @@ class TestService(test_grpc.TestServiceBase):
 
 
 def make_services() -> list[Any]:
-    """The services an interop server exposes (for ``Server`` or the ASGI ``App``)."""
-    return [TestService()]
+    """The services an interop server exposes (for ``Server`` or the ASGI ``App``).
+
+    ``TestService`` plus health checking (``""`` and ``grpc.testing.TestService``
+    SERVING until shutdown) and server reflection (v1 and v1alpha), which
+    grpc's reference interop servers also expose.
+    """
+    test_service = TestService()
+    health = Health({test_service: []})
+    return ServerReflection.extend([test_service, health])
 
 
 async def serve(host: str | None, port: int, *, ssl: _ssl.SSLContext | None = None) -> None:

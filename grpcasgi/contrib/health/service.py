@@ -112,6 +112,16 @@ async def _refresh(checks: Collection[CheckBase]) -> None:
             raise result
 
 
+async def _goodbye(stream: Stream[Any, HealthCheckResponse], sent: Any) -> None:
+    """Best effort on a call being cancelled by shutdown: NOT_SERVING, then OK."""
+    try:
+        if sent != NOT_SERVING:
+            await stream.send_message(HealthCheckResponse(status=NOT_SERVING))
+        await stream.send_trailing_metadata()
+    except Exception as exc:  # the client may be gone already
+        log.debug("Health: could not tell a watcher NOT_SERVING: %r", exc)
+
+
 class Health(HealthBase):
     """Health checking service; see the module docstring."""
 
@@ -203,6 +213,7 @@ class Health(HealthBase):
             await self._closing_wait()
             return
         events = [await check.__subscribe__() for check in checks]
+        sent: HealthCheckResponse.ServingStatus | None = None
         try:
             if not self._closing and checks:
                 # A first answer from stale or never-run checks would mislead
@@ -220,6 +231,12 @@ class Health(HealthBase):
                     await stream.send_message(HealthCheckResponse(status=sent))
             if sent != NOT_SERVING:
                 await stream.send_message(HealthCheckResponse(status=NOT_SERVING))
+        except asyncio.CancelledError:
+            # Server.close() without a grace period cancels the calls right
+            # after __on_close__; the watcher must still learn NOT_SERVING.
+            if self._closing:
+                await _goodbye(stream, sent)
+            raise
         finally:
             for check, event in zip(checks, events):
                 await check.__unsubscribe__(event)
