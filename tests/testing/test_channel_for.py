@@ -41,6 +41,7 @@ class Svc:
         self.closed = 0
         self.release = asyncio.Event()
         self.cancelled = asyncio.Event()
+        self.sleeping = asyncio.Event()
         self.peer: Any = None
         self.sent = 0
 
@@ -84,6 +85,7 @@ class Svc:
 
     async def Sleep(self, stream: Stream[StringValue, StringValue]) -> None:
         await stream.recv_message()
+        self.sleeping.set()
         try:
             await self.release.wait()
         except asyncio.CancelledError:
@@ -197,8 +199,10 @@ async def test_errors() -> None:
 async def test_deadline_cancels_the_handler() -> None:
     svc = Svc()
     async with ChannelFor([svc]) as channel:
+        call = asyncio.ensure_future(unary(channel, "Sleep")(StringValue(value="x"), timeout=0.3))
+        await asyncio.wait_for(svc.sleeping.wait(), 5)
         with pytest.raises(GRPCError) as info:
-            await unary(channel, "Sleep")(StringValue(value="x"), timeout=0.05)
+            await call
         assert info.value.status is Status.DEADLINE_EXCEEDED
         await asyncio.wait_for(svc.cancelled.wait(), 5)
 
@@ -207,7 +211,7 @@ async def test_leaving_cancels_running_calls() -> None:
     svc = Svc()
     async with ChannelFor([svc]) as channel:
         call = asyncio.ensure_future(unary(channel, "Sleep")(StringValue(value="x")))
-        await wait_until(lambda: bool(svc.peer is None and channel._protocol and channel._protocol.streams))
+        await asyncio.wait_for(svc.sleeping.wait(), 5)
     await asyncio.wait_for(svc.cancelled.wait(), 5)
     with pytest.raises(GRPCError) as info:
         await call
