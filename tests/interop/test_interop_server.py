@@ -145,3 +145,12 @@ async def test_cacheable_unary_call(stub: test_grpc.TestServiceStub) -> None:
     assert stream.initial_metadata is not None
     assert stream.initial_metadata.get("cache-control") == "max-age=60, public"
     assert first is not None and first.payload.body != second.payload.body
+
+
+async def test_deadline_cuts_the_interval_sleep(stub: test_grpc.TestServiceStub) -> None:
+    params = [messages_pb2.ResponseParameters(size=1, interval_us=30_000_000)]
+    started = time.perf_counter()
+    with pytest.raises(GRPCError) as info:
+        await stub.StreamingOutputCall(Req(response_parameters=params), timeout=0.2)
+    assert info.value.status is Status.DEADLINE_EXCEEDED
+    assert time.perf_counter() - started < 10
