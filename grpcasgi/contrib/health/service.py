@@ -112,14 +112,15 @@ async def _refresh(checks: Collection[CheckBase]) -> None:
             raise result
 
 
-async def _goodbye(stream: Stream[Any, HealthCheckResponse], sent: Any) -> None:
-    """Best effort on a call being cancelled by shutdown: NOT_SERVING, then OK."""
+async def _goodbye(stream: Stream[Any, HealthCheckResponse], last: Any) -> None:
+    """Best effort for a watch cancelled by shutdown: NOT_SERVING (if the
+    service is known and the watcher has not heard it yet), then an OK end."""
     try:
-        if sent != NOT_SERVING:
+        if last not in (NOT_SERVING, SERVICE_UNKNOWN):
             await stream.send_message(HealthCheckResponse(status=NOT_SERVING))
         await stream.send_trailing_metadata()
     except Exception as exc:  # the client may be gone already
-        log.debug("Health: could not tell a watcher NOT_SERVING: %r", exc)
+        log.debug("Health: could not end a watch cleanly: %r", exc)
 
 
 class Health(HealthBase):
@@ -206,37 +207,39 @@ class Health(HealthBase):
             raise GRPCError(Status.INVALID_ARGUMENT, "no request message")
         service = request.service
         checks = self._checks.get(service)
-        if checks is None:
-            # Per the spec: not an error; the set of services is fixed, so the
-            # stream just stays open until the client or the server leaves.
-            await stream.send_message(HealthCheckResponse(status=SERVICE_UNKNOWN))
-            await self._closing_wait()
-            return
-        events = [await check.__subscribe__() for check in checks]
-        sent: HealthCheckResponse.ServingStatus | None = None
+        last: HealthCheckResponse.ServingStatus | None = None
         try:
-            if not self._closing and checks:
-                # A first answer from stale or never-run checks would mislead
-                # probes that read one message; give the checks a chance first.
-                await _first_of(_refresh(checks), self._closing_wait())
-            sent = self.status(service)
-            await stream.send_message(HealthCheckResponse(status=sent))
-            while not self._closing:
-                await _first_of(*(event.wait() for event in events), self._closing_wait())
-                for event in events:
-                    event.clear()
-                current = self.status(service)
-                if current != sent:
-                    sent = current
-                    await stream.send_message(HealthCheckResponse(status=sent))
-            if sent != NOT_SERVING:
-                await stream.send_message(HealthCheckResponse(status=NOT_SERVING))
+            if checks is None:
+                # Per the spec: not an error; the set of services is fixed, so
+                # the stream stays open until the client or the server leaves.
+                last = SERVICE_UNKNOWN
+                await stream.send_message(HealthCheckResponse(status=last))
+                await self._closing_wait()
+                return
+            events = [await check.__subscribe__() for check in checks]
+            try:
+                if not self._closing and checks:
+                    # A first answer from stale or never-run checks would mislead
+                    # probes that read one message; give the checks a chance first.
+                    await _first_of(_refresh(checks), self._closing_wait())
+                last = self.status(service)
+                await stream.send_message(HealthCheckResponse(status=last))
+                while not self._closing:
+                    await _first_of(*(event.wait() for event in events), self._closing_wait())
+                    for event in events:
+                        event.clear()
+                    current = self.status(service)
+                    if current != last:
+                        last = current
+                        await stream.send_message(HealthCheckResponse(status=last))
+                if last != NOT_SERVING:
+                    await stream.send_message(HealthCheckResponse(status=NOT_SERVING))
+            finally:
+                for check, event in zip(checks, events):
+                    await check.__unsubscribe__(event)
         except asyncio.CancelledError:
             # Server.close() without a grace period cancels the calls right
-            # after __on_close__; the watcher must still learn NOT_SERVING.
-            if self._closing:
-                await _goodbye(stream, sent)
+            # after __on_close__; watchers must still learn NOT_SERVING.
+            if self._closing and not stream.trailers_sent:
+                await _goodbye(stream, last)
             raise
-        finally:
-            for check, event in zip(checks, events):
-                await check.__unsubscribe__(event)

@@ -17,7 +17,9 @@ NOT_FOUND (the stream goes on), as the protocol specifies.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import sys
 from types import ModuleType
 from typing import Any, Collection, Iterable
 
@@ -49,6 +51,30 @@ def service_names(services: Iterable[Any]) -> list[str]:
             if name and name not in names:
                 names.append(name)
     return names
+
+
+def import_descriptor_modules(services: Iterable[Any]) -> None:
+    """Import the ``_pb2`` module beside each service's generated ``_grpc`` module.
+
+    A generated ``x_grpc`` module imports the modules of the *messages* its
+    methods use; when ``x.proto`` declares only services (like grpc's
+    ``test.proto``), nothing imports ``x_pb2``, so the service descriptor
+    never reaches the default pool and reflection could not describe it.
+    Best effort: services not built on generated code are left alone.
+    """
+    for service in services:
+        for cls in type(service).__mro__:
+            module = getattr(cls, "__module__", "") or ""
+            if not module.endswith("_grpc"):
+                continue
+            name = module[: -len("_grpc")] + "_pb2"
+            if name in sys.modules:
+                break
+            try:
+                importlib.import_module(name)
+            except ImportError as exc:
+                log.debug("reflection: no descriptor module %s for %r: %s", name, service, exc)
+            break
 
 
 class _NotFound(Exception):
@@ -198,10 +224,14 @@ class ServerReflection(v1_grpc.ServerReflectionBase):
             server = Server(services)
 
         The listed service names are taken from the services' ``__mapping__``
-        paths, plus the two reflection services themselves.
+        paths, plus the two reflection services themselves. With the default
+        pool, the ``_pb2`` module of each generated service is imported so
+        its service descriptor is there (see :func:`import_descriptor_modules`).
         """
         services = list(services)
         names = service_names(services)
+        if pool is None:
+            import_descriptor_modules(services)
         for name in (SERVICE_NAME, SERVICE_NAME_V1ALPHA):
             if name not in names:
                 names.append(name)
