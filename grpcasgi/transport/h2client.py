@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import h2.config
 import h2.connection
@@ -268,7 +268,9 @@ class H2ClientProtocol(H2Protocol):
         }
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # Not an isinstance check: uvloop's transports implement the
+        # asyncio.Transport interface without subclassing it.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         self.peer = Peer(transport.get_extra_info("peername"), ssl_object=transport.get_extra_info("ssl_object"))
         cfg = self.config

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 import h2.config
 import h2.connection
@@ -320,7 +320,9 @@ class H2ServerProtocol(H2Protocol):
     # -- asyncio.Protocol ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # Not an isinstance check: uvloop's transports implement the
+        # asyncio.Transport interface without subclassing it.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         ssl_object = transport.get_extra_info("ssl_object")
         addr = transport.get_extra_info("peername")
