@@ -13,10 +13,11 @@ import asyncio
 import logging
 import socket
 import ssl as _ssl
-from typing import Any, AsyncIterator, Awaitable, Callable, Generic, Iterable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Generic, Iterable, Sequence, TypeVar
 
 from multidict import MultiDict
 
+from .call import Middleware
 from .codec import CodecBase, ProtoCodec, StatusDetailsCodecBase, default_status_details_codec
 from .config import Configuration
 from .const import Cardinality
@@ -31,6 +32,9 @@ from .protocol.metadata import MetadataLike, MetadataValue, encode_metadata
 from .protocol.status import Status
 from .transport.base import HIGH_WATER
 from .transport.h2client import H2ClientProtocol, H2ClientStream
+
+if TYPE_CHECKING:
+    from .client_stack import ClientStack
 
 __all__ = [
     "Channel",
@@ -79,6 +83,7 @@ class Channel:
         status_details_codec: StatusDetailsCodecBase | None = None,
         compression: str | None = None,
         server_hostname: str | None = None,
+        middleware: Sequence[Middleware] | None = None,
     ) -> None:
         if path is not None and (host is not None or port is not None):
             raise ValueError("path cannot be combined with host or port")
@@ -110,6 +115,15 @@ class Channel:
         #: factory, returns the connected protocol (``grpcasgi.testing.ChannelFor``
         #: wires the connection to an in-process server this way).
         self._connector: Callable[[Callable[[], H2ClientProtocol]], Awaitable[H2ClientProtocol]] | None = None
+        #: Client middleware (first outermost). Without any, calls take the
+        #: direct path below; with some, ``request`` returns a stack-driven
+        #: stream (``client_stack.StackStream``) with the same API.
+        self._middleware = list(middleware or ())
+        self._stack: ClientStack | None = None
+        if self._middleware:
+            from .client_stack import ClientStack  # imports this module
+
+            self._stack = ClientStack(self, self._middleware)
 
     def __repr__(self) -> str:
         where = self._path if self._path is not None else self._authority
@@ -118,6 +132,11 @@ class Channel:
     @property
     def config(self) -> Configuration:
         return self._config
+
+    @property
+    def middleware(self) -> list[Middleware]:
+        """The client middleware this channel's calls pass through (a copy)."""
+        return list(self._middleware)
 
     async def __connect__(self) -> H2ClientProtocol:
         proto = self._protocol
@@ -191,6 +210,16 @@ class Channel:
             deadline = earliest(deadline, current_deadline.get())
         if compression is not None and compression not in SUPPORTED_ENCODINGS:
             raise ValueError(f"unsupported compression {compression!r}; supported: {SUPPORTED_ENCODINGS}")
+        if self._stack is not None:
+            return self._stack.open(
+                name,
+                cardinality,
+                request_type,
+                reply_type,
+                deadline,
+                metadata,
+                compression if compression is not None else self._compression,
+            )
         return Stream(
             self,
             name,
@@ -261,6 +290,9 @@ class Stream(Generic[_Req, _Rep]):
         self.trailing_metadata: MultiDict[MetadataValue] | None = None
         self.peer: Peer | None = None
         self._trailers: TrailersInfo | None = None
+        #: Pre-encoded request headers outside the application metadata rules
+        #: (the retry middleware's ``grpc-previous-rpc-attempts``).
+        self._extra_headers: list[tuple[bytes, bytes]] | None = None
 
     async def __aenter__(self) -> "Stream[_Req, _Rep]":
         return self
@@ -293,6 +325,9 @@ class Stream(Generic[_Req, _Rep]):
                 self._done = True
                 raise GRPCError(Status.DEADLINE_EXCEEDED, "Deadline exceeded before the call started")
         channel = self._channel
+        encoded = encode_metadata(self._metadata) if self._metadata else None
+        if self._extra_headers:
+            encoded = [*(encoded or ()), *self._extra_headers]
         headers = request_headers(
             path=self._method,
             authority=channel._authority,
@@ -301,7 +336,7 @@ class Stream(Generic[_Req, _Rep]):
             timeout=timeout,
             encoding=self._compression,
             user_agent=channel._user_agent,
-            metadata=encode_metadata(self._metadata) if self._metadata else None,
+            metadata=encoded,
         )
         proto = await channel.__connect__()
         self._h2 = await proto.open_stream(headers, channel._config.max_receive_message_length)
