@@ -110,3 +110,58 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
     for task in leaked:
         task.cancel()
     assert not leaked, f"tasks leaked by the test: {leaked}"
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples")
+
+
+@contextlib.asynccontextmanager
+async def example_server(script: str, *args: str) -> AsyncIterator[tuple[int, list[str]]]:
+    """Run ``examples/<script> --port 0 *args``; yield its port and (after exit) its output lines.
+
+    The server is stopped with SIGTERM (a graceful exit) and must exit 0.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-u",
+        os.path.join(EXAMPLES, script),
+        "--port",
+        "0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output: list[str] = []
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), JUDGE_TIMEOUT)).decode()
+        assert line.startswith("Serving on "), line
+        yield int(line.rsplit(":", 1)[1]), output
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        try:
+            rest, _ = await asyncio.wait_for(proc.communicate(), 10)
+        except asyncio.TimeoutError:
+            proc.kill()
+            rest, _ = await proc.communicate()
+        output.extend(rest.decode().splitlines())
+    assert proc.returncode == 0, "\n".join(output)
+
+
+async def run_example_client(script: str, *args: str) -> list[str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        os.path.join(EXAMPLES, script),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), JUDGE_TIMEOUT)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.communicate()
+        raise
+    assert proc.returncode == 0, err.decode()
+    return out.decode().splitlines()

@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Callable
 import pytest
 from google.protobuf import wrappers_pb2
 from health_reflection_helpers import no_leaked_tasks  # noqa: F401  (autouse fixture)
-from health_reflection_helpers import channel_to, grpcio_judge, serving
+from health_reflection_helpers import channel_to, example_server, grpcio_judge, run_example_client, serving
 
 from grpcasgi.client import Channel
 from grpcasgi.config import Configuration
@@ -418,3 +418,16 @@ async def test_grpcio_health_client() -> None:
             assert await judge("next", id="plain") == {"status": "NOT_SERVING"}
             assert await judge("next", id="plain") == {"end": "OK"}
             assert await judge("next", id="nope") == {"end": "OK"}
+
+
+# -- the example -------------------------------------------------------------------------
+
+
+async def test_example_server_and_client() -> None:
+    async with example_server("health/server.py", "--warmup", "0.3") as (port, server_output):
+        lines = await run_example_client("health/client.py", "--port", str(port))
+        assert lines[0] in ("check helloworld.Greeter: NOT_SERVING", "check helloworld.Greeter: SERVING")
+        assert lines[-1] == "watch helloworld.Greeter: SERVING"
+        overall = await run_example_client("health/client.py", "--port", str(port), "--service", "")
+        assert overall == ["check <server>: SERVING", "watch <server>: SERVING"]
+    assert any("all services NOT_SERVING" in line for line in server_output)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from health_reflection_helpers import no_leaked_tasks  # noqa: F401  (autouse fixture)
-from health_reflection_helpers import channel_to, grpcio_judge, serving
+from health_reflection_helpers import channel_to, example_server, grpcio_judge, run_example_client, serving
 
 from grpcasgi.const import Cardinality, Handler, Status
 from grpcasgi.contrib.health import Health
@@ -290,3 +290,18 @@ async def test_interop_server_serves_health_and_reflection() -> None:
             server.close()
             assert await judge("next", id="w") == {"status": "NOT_SERVING"}
             assert await judge("next", id="w") == {"end": "OK"}
+
+
+# -- the example -------------------------------------------------------------------------
+
+
+async def test_example_server_and_client() -> None:
+    async with example_server("reflection/server.py") as (port, _):
+        lines = await run_example_client("reflection/client.py", "--port", str(port))
+    assert lines[:3] == [
+        "service helloworld.Greeter  (helloworld/helloworld.proto)",
+        "  rpc SayHello(helloworld.HelloRequest) returns (helloworld.HelloReply)",
+        "  rpc SayHellos(helloworld.HelloRequest) returns (stream helloworld.HelloReply)",
+    ]
+    services = [line.split()[1] for line in lines if line.startswith("service ")]
+    assert services == ["helloworld.Greeter", "grpc.health.v1.Health", *REFLECTION_NAMES]

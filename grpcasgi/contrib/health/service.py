@@ -98,8 +98,9 @@ async def _first_of(*aws: Awaitable[Any]) -> None:
             task.cancel()
         await asyncio.wait(tasks)
     for task in tasks:  # surface a failure of the task that finished
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            raise error
 
 
 async def _refresh(checks: Collection[CheckBase]) -> None:
