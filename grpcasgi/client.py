@@ -24,7 +24,8 @@ from .const import Cardinality
 from .deadline import Deadline, current_deadline, earliest
 from .exceptions import GRPCError, ProtocolError
 from .peer import Peer
-from .protocol.compression import SUPPORTED_ENCODINGS, DecompressedTooLarge, compress, decompress
+from .protocol.compression import SUPPORTED_ENCODINGS, DecompressedTooLarge, decompress
+from .protocol.compression import compress as _compress
 from .protocol.content_type import content_type_for
 from .protocol.framing import frame_header
 from .protocol.headers import TrailersInfo, request_headers
@@ -290,6 +291,8 @@ class Stream(Generic[_Req, _Rep]):
         self.trailing_metadata: MultiDict[MetadataValue] | None = None
         self.peer: Peer | None = None
         self._trailers: TrailersInfo | None = None
+        #: Whether the last reply arrived compressed (None before any reply).
+        self.last_message_compressed: bool | None = None
         #: Pre-encoded request headers outside the application metadata rules
         #: (the retry middleware's ``grpc-previous-rpc-attempts``).
         self._extra_headers: list[tuple[bytes, bytes]] | None = None
@@ -355,7 +358,8 @@ class Stream(Generic[_Req, _Rep]):
             self._h2.cancel()
             self._h2.error = GRPCError(Status.DEADLINE_EXCEEDED, "Deadline exceeded")
 
-    async def send_message(self, message: _Req, *, end: bool = False) -> None:
+    async def send_message(self, message: _Req, *, end: bool = False, compress: bool = True) -> None:
+        """Send a request message; ``compress=False`` sends it uncompressed even when the call compresses."""
         if self._h2 is None:
             await self.send_request()
         assert self._h2 is not None
@@ -368,8 +372,8 @@ class Stream(Generic[_Req, _Rep]):
         if limit is not None and len(data) > limit:
             raise GRPCError(Status.RESOURCE_EXHAUSTED, f"Sent message larger than max ({len(data)} vs. {limit})")
         writer = self._h2.writer
-        if self._compression is not None:
-            data = compress(self._compression, data)
+        if self._compression is not None and compress:
+            data = _compress(self._compression, data)
             writer.write(frame_header(len(data), True), data)
         else:
             writer.write(frame_header(len(data)), data)
@@ -428,6 +432,7 @@ class Stream(Generic[_Req, _Rep]):
             await self._process_trailers()
             return None
         compressed, payload = item
+        self.last_message_compressed = compressed
         if compressed:
             head = self._h2.head
             encoding = head.encoding if head is not None else None

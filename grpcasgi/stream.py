@@ -18,16 +18,27 @@ from .exceptions import ProtocolError, StreamTerminatedError
 from .peer import Peer
 from .protocol.metadata import MetadataLike, MetadataValue
 from .protocol.status import Status
-from .types import Receive, Scope, Send
+from .types import Receive, ResponseStartEvent, Scope, Send
 
 __all__ = ["Stream"]
 
 _Req = TypeVar("_Req")
 _Rep = TypeVar("_Rep")
+_UNSET: Any = object()
 
 
 class Stream(Generic[_Req, _Rep]):
-    __slots__ = ("scope", "_receive", "_send", "_recv_done", "_start_sent", "_end_sent", "_sent_messages")
+    __slots__ = (
+        "scope",
+        "_receive",
+        "_send",
+        "_recv_done",
+        "_start_sent",
+        "_end_sent",
+        "_sent_messages",
+        "_compression",
+        "_last_compressed",
+    )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
@@ -37,6 +48,8 @@ class Stream(Generic[_Req, _Rep]):
         self._start_sent = False
         self._end_sent = False
         self._sent_messages = 0
+        self._compression: Any = _UNSET
+        self._last_compressed: bool | None = None
 
     # -- attributes -------------------------------------------------------
 
@@ -79,6 +92,7 @@ class Stream(Generic[_Req, _Rep]):
             return None
         event = await self._receive()
         if event["type"] == "grpc.request.message":
+            self._last_compressed = event.get("compressed")
             message: _Req = event["message"]
             return message
         self._recv_done = True
@@ -96,7 +110,29 @@ class Stream(Generic[_Req, _Rep]):
                 return
             yield message
 
+    @property
+    def last_message_compressed(self) -> bool | None:
+        """Whether the last request message arrived compressed (None before any, or if unknown)."""
+        return self._last_compressed
+
     # -- sending ----------------------------------------------------------
+
+    def set_compression(self, encoding: str | None) -> None:
+        """Compress the reply messages with ``encoding`` (``"gzip"``, ``"deflate"``; None: don't).
+
+        Call it before the first reply or initial metadata. It applies only if
+        the client accepts the encoding; by default replies use the request's
+        encoding. See ``docs/compression.md``.
+        """
+        if self._start_sent:
+            raise ProtocolError("set_compression() must be called before initial metadata is sent")
+        self._compression = encoding
+
+    def _start_event(self, metadata: MetadataLike | None) -> ResponseStartEvent:
+        event: ResponseStartEvent = {"type": "grpc.response.start", "metadata": metadata}
+        if self._compression is not _UNSET:
+            event["compression"] = self._compression
+        return event
 
     async def send_initial_metadata(self, *, metadata: MetadataLike | None = None) -> None:
         if self._start_sent:
@@ -104,9 +140,10 @@ class Stream(Generic[_Req, _Rep]):
         if self._end_sent:
             raise ProtocolError("the call is already finished")
         self._start_sent = True
-        await self._send({"type": "grpc.response.start", "metadata": metadata})
+        await self._send(self._start_event(metadata))
 
-    async def send_message(self, message: _Rep) -> None:
+    async def send_message(self, message: _Rep, *, compress: bool = True) -> None:
+        """Send a reply; ``compress=False`` sends this one uncompressed even if replies are compressed."""
         if self._end_sent:
             raise ProtocolError("cannot send a message: trailers were already sent")
         cardinality = self.scope["cardinality"]
@@ -114,9 +151,12 @@ class Stream(Generic[_Req, _Rep]):
             raise ProtocolError("a unary method sends exactly one reply message")
         if not self._start_sent:
             self._start_sent = True
-            await self._send({"type": "grpc.response.start", "metadata": None})
+            await self._send(self._start_event(None))
         self._sent_messages += 1
-        await self._send({"type": "grpc.response.message", "message": message})
+        if compress:
+            await self._send({"type": "grpc.response.message", "message": message})
+        else:
+            await self._send({"type": "grpc.response.message", "message": message, "compress": False})
 
     async def send_trailing_metadata(
         self,

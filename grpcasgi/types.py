@@ -93,11 +93,17 @@ class ClientScope(TypedDict):
     state: dict[str, Any]
 
 
-class RequestMessageEvent(TypedDict):
+class _RequestMessageBase(TypedDict):
     type: Literal["grpc.request.message"]
     message: Any
     #: Wire size of the message (after decompression), for metrics.
     size: int
+
+
+class RequestMessageEvent(_RequestMessageBase, total=False):
+    #: Whether the message arrived compressed (its flag in the length
+    #: prefix), with the call's ``scope["encoding"]``. Set by both runtimes.
+    compressed: bool
 
 
 class RequestEndEvent(TypedDict):
@@ -114,11 +120,24 @@ class _ResponseStartBase(TypedDict):
 
 class ResponseStartEvent(_ResponseStartBase, total=False):
     metadata: MetadataLike | None
+    #: Encoding of the response messages: ``"gzip"``, ``"deflate"``, or
+    #: ``"identity"``/None for none. Used only if the client accepts it
+    #: (``scope["accept_encoding"]``), else the response is not compressed.
+    #: Absent: answer in the request's encoding when the client accepts it.
+    compression: str | None
 
 
-class ResponseMessageEvent(TypedDict):
+class _ResponseMessageBase(TypedDict):
     type: Literal["grpc.response.message"]
     message: Any
+
+
+class ResponseMessageEvent(_ResponseMessageBase, total=False):
+    #: ``False`` sends this message uncompressed (flag 0) even though the
+    #: response has an encoding; absent or ``True`` compresses it when the
+    #: response has one (per-message control, as grpcio's
+    #: ``disable_next_message_compression``).
+    compress: bool
 
 
 class _ResponseEndBase(TypedDict):

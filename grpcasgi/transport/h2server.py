@@ -42,7 +42,7 @@ from ..protocol.status import Status
 from ..routing import Router
 from ..types import App, ReceiveEvent, SendEvent
 from .base import HIGH_WATER, H2Protocol, StreamWriter
-from .messages import decode_request_message, encode_reply_message, end_of_call
+from .messages import decode_request_message, encode_reply_message, end_of_call, response_encoding
 
 if TYPE_CHECKING:
     pass
@@ -102,9 +102,9 @@ class H2ServerCall(ServerCall):
         self._early_acked = 0  # bytes of the incomplete message acknowledged by _unstall
         self.writer = StreamWriter(proto, stream_id)
         self.writer.on_end = self._after_trailers
-        encoding = scope["encoding"]
-        # Answer in the client's encoding when it sent one (and we support it).
-        self._response_encoding: str | None = encoding if encoding in SUPPORTED_ENCODINGS else None
+        # Answer in the client's encoding when it sent one (and accepts it);
+        # the app may choose another in grpc.response.start.
+        self._response_encoding: str | None = response_encoding(scope)
 
     # -- input (called by the protocol) -----------------------------------
 
@@ -223,7 +223,7 @@ class H2ServerCall(ServerCall):
                 event["message"],  # type: ignore[typeddict-item]
                 self.scope["reply_type"],
                 self._proto.state.config.max_send_message_length,
-                self._response_encoding,
+                self._response_encoding if event.get("compress", True) else None,
             )
             writer = self.writer
             writer.write(prefix, data)
@@ -234,6 +234,8 @@ class H2ServerCall(ServerCall):
                 raise ProtocolError("initial metadata was already sent")
             if self.response_ended:
                 raise ProtocolError("the call has ended")
+            if "compression" in event:
+                self._response_encoding = response_encoding(self.scope, event["compression"])  # type: ignore[typeddict-item]
             self._send_headers(event.get("metadata"))
         elif kind == "grpc.response.end":
             if self.response_ended:

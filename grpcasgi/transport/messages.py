@@ -13,14 +13,14 @@ import logging
 from typing import Any
 
 from ..codec import CodecBase, StatusDetailsCodecBase
-from ..exceptions import GRPCError
-from ..protocol.compression import DecompressedTooLarge, compress, decompress
+from ..exceptions import GRPCError, ProtocolError
+from ..protocol.compression import SUPPORTED_ENCODINGS, DecompressedTooLarge, compress, decompress
 from ..protocol.framing import frame_header
 from ..protocol.metadata import encode_metadata
 from ..protocol.status import Status
 from ..types import RequestMessageEvent, Scope
 
-__all__ = ["decode_request_message", "encode_reply_message", "end_of_call"]
+__all__ = ["decode_request_message", "encode_reply_message", "end_of_call", "response_encoding"]
 
 log = logging.getLogger("grpcasgi.server")
 
@@ -51,13 +51,43 @@ def decode_request_message(
             raise GRPCError(Status.INTERNAL, f"Could not decompress request message: {exc}") from None
     request_type = scope["request_type"]
     if request_type is None:
-        return {"type": "grpc.request.message", "message": bytes(payload), "size": len(payload)}
+        return {"type": "grpc.request.message", "message": bytes(payload), "size": len(payload), "compressed": compressed}
     try:
         message = codec.decode(payload, request_type)
     except Exception as exc:
         log.warning("%s: could not decode request message: %r", scope["path"], exc)
         raise GRPCError(Status.INTERNAL, "Could not decode request message") from None
-    return {"type": "grpc.request.message", "message": message, "size": len(payload)}
+    return {"type": "grpc.request.message", "message": message, "size": len(payload), "compressed": compressed}
+
+
+_NOT_SET: Any = object()
+
+
+def response_encoding(scope: Scope, requested: str | None = _NOT_SET) -> str | None:
+    """The encoding of a call's response messages (None: uncompressed).
+
+    By default the request's encoding, and only when the client accepts it
+    (a client that sent no ``grpc-accept-encoding`` can still decode what it
+    sent itself). ``requested`` is what the application asked for in
+    ``grpc.response.start`` (``"compression"``): used when the client lists
+    it in ``grpc-accept-encoding``, otherwise the response goes uncompressed,
+    as grpc-core does, since compressing is never required for correctness.
+    An encoding this implementation lacks is an application error.
+    """
+    accepted = scope["accept_encoding"]
+    if requested is _NOT_SET:
+        encoding = scope["encoding"]
+        if encoding is None or encoding not in SUPPORTED_ENCODINGS:
+            return None
+        return encoding if not accepted or encoding in accepted else None
+    if requested is None or requested == "identity":
+        return None
+    if requested not in SUPPORTED_ENCODINGS:
+        raise ProtocolError(f"unsupported response compression {requested!r}; supported: {SUPPORTED_ENCODINGS}")
+    if requested in accepted:
+        return requested
+    log.debug("%s: the client does not accept %r; answering uncompressed", scope["path"], requested)
+    return None
 
 
 def encode_reply_message(
