@@ -12,8 +12,9 @@ client's request frames are still in flight.
 :func:`apply` wraps ``H2Protocol._handle_events`` so that DATA for a stream
 Hypercorn no longer tracks is acknowledged to flow control and dropped,
 exactly what the upstream fix does. The wrapper processes events one at a
-time through the original method, so nothing else changes, and it is a
-no-op once Hypercorn ships the fix. ``grpcasgi.asgi.App`` applies it when
+time through the original method and flushes once at the end (even for an
+empty event list, as the original does), so nothing else changes, and it is
+a no-op once Hypercorn ships the fix. ``grpcasgi.asgi.App`` applies it when
 it finds itself running under Hypercorn.
 """
 
@@ -52,9 +53,11 @@ def apply() -> bool:
                     self.connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                 except h2.exceptions.ProtocolError:
                     pass
-                await self._flush()
                 continue
             await original(self, [event])
+        # Always, as the original does: receive_data may have queued frames
+        # without producing events (h2 answers DATA on a reset stream itself).
+        await self._flush()
 
     setattr(_handle_events, _MARK, True)
     _handle_events.__wrapped__ = original  # type: ignore[attr-defined]

@@ -52,7 +52,7 @@ from .protocol.headers import RequestRejected, parse_request, response_headers, 
 from .protocol.status import STATUS_HEADER_VALUES, Status, encode_grpc_message
 from .routing import Router
 from .server import LifecycleHook, Server, make_codecs, run_hooks
-from .transport.messages import decode_request_message, encode_reply_message, end_of_call, response_encoding
+from .transport.messages import decode_request_message, encode_reply_message, end_of_call
 from .types import ReceiveEvent, Scope, SendEvent
 
 __all__ = ["App", "AsgiServerCall", "GrpcDispatcher", "mount_grpc"]
@@ -296,6 +296,7 @@ class AsgiServerCall(ServerCall):
         "_waiter",
         "_resume",
         "_reader",
+        "_completed",
         "_response_encoding",
     )
 
@@ -314,19 +315,26 @@ class AsgiServerCall(ServerCall):
         self._waiter: asyncio.Future[None] | None = None
         self._resume: asyncio.Future[None] | None = None
         self._reader: asyncio.Task[None] | None = None
-        # The request's encoding if the client accepts it; the app may choose
-        # another in grpc.response.start (same rule as the bundled server).
-        self._response_encoding: str | None = response_encoding(scope)
+        self._completed = False  # the trailers went out
+        encoding = scope["encoding"]
+        self._response_encoding: str | None = encoding if encoding in SUPPORTED_ENCODINGS else None
 
     async def run(self, app: Any) -> None:
-        """Run the call to its end; the reader task never outlives it."""
+        """Run the call to its end; the reader task never outlives it.
+
+        After a complete response the reader runs on until ``http.disconnect``
+        (which ASGI promises once the response is sent): Hypercorn may still be
+        blocked putting a request chunk into the stream's full queue, and
+        abandoning the queue then would stall the whole connection.
+        """
         loop = asyncio.get_running_loop()
-        self._reader = loop.create_task(self._read())
+        reader = self._reader = loop.create_task(self._read())
         try:
             await self.start(app, loop)
         finally:
-            reader = self._reader
-            if not reader.done():
+            if self._completed and not reader.done():
+                await _finish_draining(reader, self.scope["path"])
+            elif not reader.done():
                 reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
@@ -427,7 +435,7 @@ class AsgiServerCall(ServerCall):
                 event["message"],  # type: ignore[typeddict-item]
                 self.scope["reply_type"],
                 self._app.config.max_send_message_length,
-                self._response_encoding if event.get("compress", True) else None,
+                self._response_encoding,
             )
             await self._asgi_send({"type": "http.response.body", "body": prefix + data, "more_body": True})
         elif kind == "grpc.response.start":
@@ -435,8 +443,6 @@ class AsgiServerCall(ServerCall):
                 raise ProtocolError("initial metadata was already sent")
             if self.response_ended:
                 raise ProtocolError("the call has ended")
-            if "compression" in event:
-                self._response_encoding = response_encoding(self.scope, event["compression"])  # type: ignore[typeddict-item]
             await self._send_start(event.get("metadata"), self._response_encoding)
         elif kind == "grpc.response.end":
             if self.response_ended:
@@ -469,9 +475,22 @@ class AsgiServerCall(ServerCall):
             await self._send_start(None, None)
         await self._asgi_send({"type": "http.response.body", "body": b"", "more_body": False})
         await self._asgi_send({"type": "http.response.trailers", "headers": trailers(status, message, details_bin, encoded)})
+        self._completed = True
 
 
 # -- responses without a call ---------------------------------------------------
+
+
+#: Safety net for ASGI servers that never send ``http.disconnect`` after a
+#: complete response (the spec says they must; Hypercorn does at once).
+DISCONNECT_WAIT = 5.0
+
+
+async def _finish_draining(reader: asyncio.Task[None], what: str) -> None:
+    done, _ = await asyncio.wait([reader], timeout=DISCONNECT_WAIT)
+    if not done:
+        log.warning("%s: no http.disconnect %.0f s after the response ended; stopped reading", what, DISCONNECT_WAIT)
+        reader.cancel()
 
 
 async def _drain(receive: ASGIReceive) -> None:
@@ -480,18 +499,23 @@ async def _drain(receive: ASGIReceive) -> None:
 
 
 async def _while_draining(receive: ASGIReceive, messages: Sequence[ASGIMessage], send: ASGISend) -> None:
-    """Send a final response while consuming the request body.
+    """Send a final response while consuming the request body until ``http.disconnect``.
 
     Hypercorn blocks its connection loop when a stream's queue is full and
     delivers ``http.disconnect`` into the same queue when the response ends;
     without a reader both could wait forever.
     """
     drainer = asyncio.get_running_loop().create_task(_drain(receive))
+    completed = False
     try:
         for message in messages:
             await send(message)
+        completed = True
     finally:
-        drainer.cancel()
+        if completed and not drainer.done():
+            await _finish_draining(drainer, "refused request")
+        elif not drainer.done():
+            drainer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await drainer
 
