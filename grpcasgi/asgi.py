@@ -52,7 +52,7 @@ from .protocol.headers import RequestRejected, parse_request, response_headers, 
 from .protocol.status import STATUS_HEADER_VALUES, Status, encode_grpc_message
 from .routing import Router
 from .server import LifecycleHook, Server, make_codecs, run_hooks
-from .transport.messages import decode_request_message, encode_reply_message, end_of_call
+from .transport.messages import decode_request_message, encode_reply_message, end_of_call, response_encoding
 from .types import ReceiveEvent, Scope, SendEvent
 
 __all__ = ["App", "AsgiServerCall", "GrpcDispatcher", "mount_grpc"]
@@ -316,8 +316,9 @@ class AsgiServerCall(ServerCall):
         self._resume: asyncio.Future[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._completed = False  # the trailers went out
-        encoding = scope["encoding"]
-        self._response_encoding: str | None = encoding if encoding in SUPPORTED_ENCODINGS else None
+        # The request's encoding if the client accepts it; the app may choose
+        # another in grpc.response.start (same rule as the bundled server).
+        self._response_encoding: str | None = response_encoding(scope)
 
     async def run(self, app: Any) -> None:
         """Run the call to its end; the reader task never outlives it.
@@ -435,7 +436,7 @@ class AsgiServerCall(ServerCall):
                 event["message"],  # type: ignore[typeddict-item]
                 self.scope["reply_type"],
                 self._app.config.max_send_message_length,
-                self._response_encoding,
+                self._response_encoding if event.get("compress", True) else None,
             )
             await self._asgi_send({"type": "http.response.body", "body": prefix + data, "more_body": True})
         elif kind == "grpc.response.start":
@@ -443,6 +444,8 @@ class AsgiServerCall(ServerCall):
                 raise ProtocolError("initial metadata was already sent")
             if self.response_ended:
                 raise ProtocolError("the call has ended")
+            if "compression" in event:
+                self._response_encoding = response_encoding(self.scope, event["compression"])  # type: ignore[typeddict-item]
             await self._send_start(event.get("metadata"), self._response_encoding)
         elif kind == "grpc.response.end":
             if self.response_ended:
