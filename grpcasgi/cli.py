@@ -174,7 +174,10 @@ def _run_workers(server: Server, args: argparse.Namespace) -> int:
         ready += len(chunk)
     os.close(ready_r)
     if ready == args.workers:
-        log.info("grpcasgi: %d workers serving on %s:%d (supervisor pid %d)", ready, args.host, args.port, os.getpid())
+        scheme = "https" if args.certfile else "http"
+        log.info(
+            "grpcasgi: %d workers serving on %s://%s:%d (supervisor pid %d)", ready, scheme, args.host, args.port, os.getpid()
+        )
     status = 0
     alive = set(children)
     try:

@@ -13,11 +13,12 @@ pointed at it, and our interop client at theirs:
 * "Echo Metadata": ``x-grpc-test-echo-initial`` comes back in the initial
   metadata and ``x-grpc-test-echo-trailing-bin`` in the trailers, also when
   the call ends with an echoed error status;
-* "CompressedRequest": ``expect_compressed`` is checked against the request's
-  ``grpc-encoding`` (the only signal the call model exposes; a client that
-  announces an encoding but sends a message uncompressed is not caught).
-  ``response_compressed`` is accepted and ignored: the bundled server answers
-  in the client's encoding.
+* "CompressedRequest": a request with ``expect_compressed: true`` that
+  arrived without the compressed flag is INVALID_ARGUMENT;
+* "CompressedResponse": ``response_compressed`` (UnaryCall) and
+  ``ResponseParameters.compressed`` choose, message by message, whether the
+  reply is compressed (gzip, or the request's encoding); unset, replies follow
+  the server's default (the request's encoding);
 * ``UnimplementedCall`` answers UNIMPLEMENTED, like a server that lacks it.
 
 Run it with ``python -m grpcasgi.interop.server --port 10000`` (add
@@ -80,38 +81,75 @@ def _echo_status(request: _Request) -> tuple[Status, str] | None:
     return status, request.response_status.message
 
 
-def _check_compression(stream: Stream[Any, Any], expect_compressed: messages_pb2.BoolValue) -> None:
+def _check_compression(
+    stream: Stream[Any, Any], request: messages_pb2.SimpleRequest | messages_pb2.StreamingInputCallRequest
+) -> None:
     """The "CompressedRequest" feature: refuse an uncompressed request that should not be."""
-    if expect_compressed.value and stream.scope["encoding"] in (None, "identity"):
+    if not request.expect_compressed.value:
+        return
+    compressed = stream.last_message_compressed
+    if compressed is None:  # a runtime that does not report the flag: judge by the header
+        compressed = stream.scope["encoding"] not in (None, "identity")
+    if not compressed:
         raise GRPCError(Status.INVALID_ARGUMENT, "Expected compressed request but received uncompressed")
 
 
-class _Call:
-    """Echo-metadata bookkeeping shared by the methods of one call."""
+def _compress_replies(stream: Stream[Any, Any], flags: Sequence[messages_pb2.BoolValue | None]) -> None:
+    """The "CompressedResponse" feature: compress replies when any of them asks to be.
 
-    __slots__ = ("stream", "trailing")
+    Each reply then goes out compressed or not per its own flag (see
+    :func:`_compress_flag`); the call's encoding is the request's, else gzip.
+    """
+    if any(flag is not None and flag.value for flag in flags):
+        encoding = stream.scope["encoding"]
+        stream.set_compression(encoding if encoding not in (None, "identity") else "gzip")
+
+
+def _compress_flag(flag: messages_pb2.BoolValue | None) -> bool:
+    """``send_message(compress=...)`` for a reply: its flag when set, else the call's default."""
+    return flag.value if flag is not None else True
+
+
+def _flag(message: Any, field: str) -> messages_pb2.BoolValue | None:
+    """A "nullable" BoolValue field: None when the client did not set it."""
+    return getattr(message, field) if message.HasField(field) else None
+
+
+class _Call:
+    """Echo-metadata bookkeeping shared by the methods of one call.
+
+    ``start()`` sends the initial-metadata echo; a method body calls it before
+    its first reply (after reading the request when the request decides the
+    reply compression, which must be chosen before the headers go out).
+    """
+
+    __slots__ = ("stream", "trailing", "started")
 
     def __init__(self, stream: Stream[Any, Any]) -> None:
         self.stream = stream
         metadata = stream.metadata
         self.trailing: _Pairs = [(TRAILING_METADATA_KEY, v) for v in metadata.getall(TRAILING_METADATA_KEY, [])]
+        self.started = False
 
     async def start(self) -> None:
-        """Send the initial metadata now when the client asked for an echo."""
+        """Send the initial metadata now when the client asked for an echo (once)."""
+        if self.started:
+            return
+        self.started = True
         initial: _Pairs = [(INITIAL_METADATA_KEY, v) for v in self.stream.metadata.getall(INITIAL_METADATA_KEY, [])]
         if initial:
             await self.stream.send_initial_metadata(metadata=initial)
 
     async def end(self, status: Status = Status.OK, message: str | None = None) -> None:
-        """End the call, carrying the trailing-metadata echo whatever the status."""
+        """End the call, carrying both metadata echoes whatever the status."""
+        await self.start()
         await self.stream.send_trailing_metadata(
             status=status, status_message=message, metadata=self.trailing or None
         )
 
     async def run(self, body: Any) -> None:
-        """Run ``body(self)``; a GRPCError still carries the echoed trailers."""
+        """Run ``body(self)``; a GRPCError still carries the echoed metadata."""
         try:
-            await self.start()
             await body(self)
         except GRPCError as exc:
             if self.stream.trailers_sent:
@@ -123,12 +161,18 @@ class _Call:
 
 
 async def _respond(call: _Call, request: messages_pb2.StreamingOutputCallRequest) -> None:
-    """One response per ResponseParameters, each after its ``interval_us`` sleep."""
+    """One response per ResponseParameters, each after its ``interval_us`` sleep.
+
+    ``compressed: false`` sends that response uncompressed; ``true`` compresses
+    it only if the call compresses (StreamingOutputCall arranges that).
+    """
+    await call.start()
     for params in request.response_parameters:
         if params.interval_us > 0:
             await asyncio.sleep(params.interval_us / 1e6)
         await call.stream.send_message(
-            messages_pb2.StreamingOutputCallResponse(payload=_payload(request.response_type, params.size))
+            messages_pb2.StreamingOutputCallResponse(payload=_payload(request.response_type, params.size)),
+            compress=_compress_flag(_flag(params, "compressed")),
         )
 
 
@@ -143,6 +187,7 @@ class TestService(test_grpc.TestServiceBase):
 
     async def EmptyCall(self, stream: Stream[empty_pb2.Empty, empty_pb2.Empty]) -> None:
         async def body(call: _Call) -> None:
+            await call.start()
             await stream.recv_message()
             await stream.send_message(empty_pb2.Empty())
 
@@ -153,7 +198,7 @@ class TestService(test_grpc.TestServiceBase):
             request = await stream.recv_message()
             if request is None:
                 raise GRPCError(Status.INTERNAL, "no request message")
-            _check_compression(stream, request.expect_compressed)
+            _check_compression(stream, request)
             echo = _echo_status(request)
             if echo is not None:
                 await call.end(*echo)
@@ -162,7 +207,10 @@ class TestService(test_grpc.TestServiceBase):
             if request.fill_server_id:
                 response.server_id = self.server_id
                 response.hostname = self.hostname
-            await stream.send_message(response)
+            flag = _flag(request, "response_compressed")
+            _compress_replies(stream, [flag])
+            await call.start()
+            await stream.send_message(response, compress=_compress_flag(flag))
 
         await _Call(stream).run(body)
 
@@ -187,6 +235,7 @@ class TestService(test_grpc.TestServiceBase):
             if echo is not None:
                 await call.end(*echo)
                 return
+            _compress_replies(stream, [_flag(p, "compressed") for p in request.response_parameters])
             await _respond(call, request)
 
         await _Call(stream).run(body)
@@ -196,9 +245,10 @@ class TestService(test_grpc.TestServiceBase):
         stream: Stream[messages_pb2.StreamingInputCallRequest, messages_pb2.StreamingInputCallResponse],
     ) -> None:
         async def body(call: _Call) -> None:
+            await call.start()
             total = 0
             async for request in stream:
-                _check_compression(stream, request.expect_compressed)
+                _check_compression(stream, request)
                 total += len(request.payload.body)
             await stream.send_message(messages_pb2.StreamingInputCallResponse(aggregated_payload_size=total))
 
@@ -209,6 +259,7 @@ class TestService(test_grpc.TestServiceBase):
         stream: Stream[messages_pb2.StreamingOutputCallRequest, messages_pb2.StreamingOutputCallResponse],
     ) -> None:
         async def body(call: _Call) -> None:
+            await call.start()
             async for request in stream:
                 echo = _echo_status(request)
                 if echo is not None:
@@ -223,6 +274,7 @@ class TestService(test_grpc.TestServiceBase):
         stream: Stream[messages_pb2.StreamingOutputCallRequest, messages_pb2.StreamingOutputCallResponse],
     ) -> None:
         async def body(call: _Call) -> None:
+            await call.start()
             requests = [request async for request in stream]
             for request in requests:
                 echo = _echo_status(request)
@@ -320,6 +372,10 @@ if __name__ == "__main__":
 
 
 # --- ASGI entry point -------------------------------------------------------------
-# Reserved for the ASGI engineer: ``app = ...`` (a ``grpcasgi.asgi.App`` over
-# ``make_services()``) goes here, so ``hypercorn grpcasgi.interop.server:app``
-# serves the interop service. Keep this module importable without hypercorn.
+# ``hypercorn --config python:grpcasgi.contrib.hypercorn_config grpcasgi.interop.server:app``
+# serves the interop services under Hypercorn, ``grpcasgi run grpcasgi.interop.server:app``
+# on the bundled server. grpcasgi.asgi does not import hypercorn, so this
+# module stays importable without it.
+from ..asgi import App  # noqa: E402  (after main(): the entry point is an add-on)
+
+app = App(make_services())
