@@ -56,6 +56,8 @@ from .types import (
     Receive,
     ReceiveEvent,
     RequestEndEvent,
+    RequestMessageEvent,
+    ResponseMessageEvent,
     ResponseEndEvent,
     Send,
     SendEvent,
@@ -84,6 +86,20 @@ PREVIOUS_ATTEMPTS = "grpc-previous-rpc-attempts"
 #: ``scope["extensions"]`` key where the transport records the connection's
 #: :class:`~grpcasgi.peer.Peer` once the request went out.
 PEER_EXTENSION = "peer"
+
+class ClientRequestMessageEvent(RequestMessageEvent, total=False):
+    """A request message on a client stack; ``compress=False`` (only present
+    when the caller passed it) sends this message uncompressed."""
+
+    compress: bool
+
+
+class ClientResponseMessageEvent(ResponseMessageEvent, total=False):
+    """A response message on a client stack; ``compressed`` tells whether it
+    arrived compressed (the stream's ``last_message_compressed``)."""
+
+    compressed: bool
+
 
 _VERSION_INFO = {"version": "1.0", "spec_version": SPEC_VERSION}
 _REQUEST_END: RequestEndEvent = {"type": "grpc.request.end"}
@@ -191,7 +207,7 @@ class ChannelTransport:
                     # One request message; the request side is complete once it is sent.
                     event = await receive()
                     if event["type"] == "grpc.request.message":
-                        await stream.send_message(event["message"], end=True)
+                        await _send(stream, event, end=True)
                     else:
                         await stream.end()
                 scope["extensions"][PEER_EXTENSION] = stream.peer
@@ -204,11 +220,11 @@ class ChannelTransport:
                         message = await stream.recv_message()
                         if message is None:
                             break
-                        await send({"type": "grpc.response.message", "message": message})
+                        await send(_reply(stream, message))
                 else:
                     message = await stream.recv_message()
                     if message is not None:
-                        await send({"type": "grpc.response.message", "message": message})
+                        await send(_reply(stream, message))
                         # Like UnaryUnaryMethod: further messages are not read.
                         await stream.recv_trailing_metadata()
             except GRPCError as exc:
@@ -241,15 +257,25 @@ class ChannelTransport:
         await send(end)
 
 
+def _reply(stream: "Stream[Any, Any]", message: Any) -> ClientResponseMessageEvent:
+    return {"type": "grpc.response.message", "message": message, "compressed": bool(stream.last_message_compressed)}
+
+
+async def _send(stream: "Stream[Any, Any]", event: RequestMessageEvent, *, end: bool = False) -> None:
+    if event.get("compress", True):
+        await stream.send_message(event["message"], end=end)
+    else:  # the caller asked for this message to go uncompressed
+        await stream.send_message(event["message"], end=end, compress=False)
+
+
 async def _pump(stream: "Stream[Any, Any]", receive: Receive) -> BaseException | None:
     """Move request events to the wire; returns (never raises) what stopped it early."""
     try:
         while True:
             event = await receive()
-            kind = event["type"]
-            if kind == "grpc.request.message":
-                await stream.send_message(event["message"])  # type: ignore[typeddict-item]
-            elif kind == "grpc.request.end":
+            if event["type"] == "grpc.request.message":
+                await _send(stream, event)
+            elif event["type"] == "grpc.request.end":
                 await stream.end()
                 return None
             else:
@@ -502,7 +528,7 @@ class StackStream(Stream[_Req, _Rep]):
         if not self._inline:
             await self._ensure_running()
 
-    async def send_message(self, message: _Req, *, end: bool = False) -> None:
+    async def send_message(self, message: _Req, *, end: bool = False, compress: bool = True) -> None:
         if not self._request_started:
             await self.send_request()
         if self._request_ended:
@@ -512,7 +538,10 @@ class StackStream(Stream[_Req, _Rep]):
             if ended["status"] is not Status.OK:
                 raise GRPCError(ended["status"], ended.get("message"), ended.get("details"))
             return  # the server already finished the call; like the plain stream, nothing more is read
-        await self._requests.put({"type": "grpc.request.message", "message": message, "size": self._size(message)})
+        event: ClientRequestMessageEvent = {"type": "grpc.request.message", "message": message, "size": self._size(message)}
+        if not compress:
+            event["compress"] = False
+        await self._requests.put(event)
         if end:
             self._request_ended = True
             await self._requests.put(_REQUEST_END)
@@ -557,6 +586,9 @@ class StackStream(Stream[_Req, _Rep]):
             event = await self._next_event()
             if event["type"] == "grpc.response.message":
                 message: _Rep = event["message"]
+                compressed = event.get("compressed")
+                if isinstance(compressed, bool):
+                    self.last_message_compressed = compressed
                 return message
             if event["type"] == "grpc.response.end":
                 self._reach_end(event)
