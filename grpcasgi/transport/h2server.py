@@ -465,8 +465,14 @@ class H2ServerProtocol(H2Protocol):
         self.pump()
 
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
-        # The client opens no more streams; running calls finish, then we close.
+        # The client opens no more streams. h2 closes its state machine on a
+        # received GOAWAY and sends nothing after it, so running calls can no
+        # longer answer: cancel them as for a lost connection (instead of
+        # letting each fail in send with h2's ProtocolError), then close.
         self._closing = True
+        for call in list(self.calls.values()):
+            self.forget(call.writer)
+            call.on_reset(CancelReason.DISCONNECT)
         if not self.calls and self.transport is not None:
             self.transport.close()
 
