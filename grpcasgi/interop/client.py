@@ -1,8 +1,8 @@
 """The standard gRPC interop client on grpcasgi.
 
 Each test case of grpc's ``doc/interop-test-descriptions.md`` that needs no
-cloud credentials, proxy or per-message compression control is an
-``async def case(stub) -> None`` in :data:`CASES`; it raises
+cloud credentials or caching proxy is an ``async def case(stub) -> None`` in
+:data:`CASES`; it raises
 :class:`InteropFailure` (an ``AssertionError``) with what differed. Run them
 against any interop server::
 
@@ -39,6 +39,8 @@ LARGE_REQUEST_SIZE = 271828
 LARGE_RESPONSE_SIZE = 314159
 STREAM_REQUEST_SIZES = (27182, 8, 1828, 45904)
 STREAM_RESPONSE_SIZES = (31415, 9, 2653, 58979)
+COMPRESSED_STREAM_SIZES = (27182, 45904)
+SERVER_COMPRESSED_STREAM_SIZES = (31415, 92653)
 SPECIAL_STATUS_MESSAGE = "\t\ntest with whitespace\r\nand Unicode BMP \u263a and non-BMP \U0001f608\t\n"
 INITIAL_METADATA_VALUE = "test_initial_metadata_value"
 TRAILING_METADATA_VALUE = b"\xab\xab\xab"
@@ -276,6 +278,92 @@ async def timeout_on_sleeping_server(stub: Stub) -> None:
         raise InteropFailure("the call on the sleeping server did not time out")
 
 
+def _compression_request(expect_compressed: bool) -> messages_pb2.SimpleRequest:
+    return messages_pb2.SimpleRequest(
+        response_type=messages_pb2.COMPRESSABLE,
+        response_size=LARGE_RESPONSE_SIZE,
+        payload=_payload(LARGE_REQUEST_SIZE),
+        expect_compressed=messages_pb2.BoolValue(value=expect_compressed),
+    )
+
+
+async def _expect_invalid_argument_probe(call: Awaitable[Any], what: str) -> None:
+    """The feature probe: an uncompressed request that claims compression must be refused."""
+    try:
+        await call
+    except GRPCError as exc:
+        _check_status(exc, Status.INVALID_ARGUMENT, None, f"{what} probe")
+    else:
+        raise InteropFailure(f"{what} probe: the server accepted an uncompressed request with expect_compressed")
+
+
+async def client_compressed_unary(stub: Stub) -> None:
+    await _expect_invalid_argument_probe(stub.UnaryCall(_compression_request(True)), "UnaryCall")
+    reply = await stub.UnaryCall(_compression_request(True), compression="gzip")
+    _check_payload(reply.payload, LARGE_RESPONSE_SIZE, "compressed UnaryCall")
+    reply = await stub.UnaryCall(_compression_request(False))
+    _check_payload(reply.payload, LARGE_RESPONSE_SIZE, "uncompressed UnaryCall")
+
+
+async def server_compressed_unary(stub: Stub) -> None:
+    for compressed in (True, False):
+        request = messages_pb2.SimpleRequest(
+            response_type=messages_pb2.COMPRESSABLE,
+            response_size=LARGE_RESPONSE_SIZE,
+            payload=_payload(LARGE_REQUEST_SIZE),
+            response_compressed=messages_pb2.BoolValue(value=compressed),
+        )
+        async with stub.UnaryCall.open() as stream:
+            await stream.send_message(request, end=True)
+            reply = await stream.recv_message()
+            flag = stream.last_message_compressed
+            await stream.recv_trailing_metadata()
+        _check(reply is not None, "UnaryCall returned no response")
+        assert reply is not None
+        _check_payload(reply.payload, LARGE_RESPONSE_SIZE, f"UnaryCall (response_compressed={compressed})")
+        _check(flag is compressed, f"response_compressed={compressed} but the reply's compressed flag is {flag}")
+
+
+async def client_compressed_streaming(stub: Stub) -> None:
+    probe = messages_pb2.StreamingInputCallRequest(
+        expect_compressed=messages_pb2.BoolValue(value=True), payload=_payload(COMPRESSED_STREAM_SIZES[0])
+    )
+    await _expect_invalid_argument_probe(stub.StreamingInputCall([probe]), "StreamingInputCall")
+    async with stub.StreamingInputCall.open(compression="gzip") as stream:
+        await stream.send_message(probe)  # compressed, as it claims
+        await stream.send_message(
+            messages_pb2.StreamingInputCallRequest(
+                expect_compressed=messages_pb2.BoolValue(value=False), payload=_payload(COMPRESSED_STREAM_SIZES[1])
+            ),
+            compress=False,
+        )
+        await stream.end()
+        reply = await stream.recv_message()
+        await stream.recv_trailing_metadata()
+    _check(reply is not None, "StreamingInputCall returned no response")
+    assert reply is not None
+    expected = sum(COMPRESSED_STREAM_SIZES)
+    _check(
+        reply.aggregated_payload_size == expected,
+        f"aggregated_payload_size {reply.aggregated_payload_size}, expected {expected}",
+    )
+
+
+async def server_compressed_streaming(stub: Stub) -> None:
+    request = messages_pb2.StreamingOutputCallRequest(response_type=messages_pb2.COMPRESSABLE)
+    flags = (True, False)
+    for size, compressed in zip(SERVER_COMPRESSED_STREAM_SIZES, flags):
+        request.response_parameters.add(size=size, compressed=messages_pb2.BoolValue(value=compressed))
+    seen: list[tuple[int, bool | None]] = []
+    async with stub.StreamingOutputCall.open() as stream:
+        await stream.send_message(request, end=True)
+        async for reply in stream:
+            seen.append((len(reply.payload.body), stream.last_message_compressed))
+            _check_payload(reply.payload, len(reply.payload.body), f"response {len(seen) - 1}")
+    expected = list(zip(SERVER_COMPRESSED_STREAM_SIZES, flags))
+    _check(seen == expected, f"responses (size, compressed flag) {seen}, expected {expected}")
+
+
 #: Test cases by their interop name, in the order ``all`` runs them.
 CASES: dict[str, Case] = {
     "empty_unary": empty_unary,
@@ -292,6 +380,10 @@ CASES: dict[str, Case] = {
     "cancel_after_begin": cancel_after_begin,
     "cancel_after_first_response": cancel_after_first_response,
     "timeout_on_sleeping_server": timeout_on_sleeping_server,
+    "client_compressed_unary": client_compressed_unary,
+    "server_compressed_unary": server_compressed_unary,
+    "client_compressed_streaming": client_compressed_streaming,
+    "server_compressed_streaming": server_compressed_streaming,
 }
 
 

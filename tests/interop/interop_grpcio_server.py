@@ -4,7 +4,9 @@ It follows the spec's server features the way grpc's reference servers do
 (echo status, echo metadata, ``interval_us``), so that grpcasgi's client is
 checked against a server it shares no code with. ``UnimplementedCall`` keeps
 the generated servicer's UNIMPLEMENTED behaviour and ``UnimplementedService``
-is not registered.
+is not registered. CompressedResponse is implemented (``set_compression`` and
+``disable_next_message_compression``); CompressedRequest cannot be: grpcio's
+servicer API does not say whether a request message arrived compressed.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ class _Echo:
         self.initial = tuple((k, v) for k, v in metadata if k == INITIAL_METADATA_KEY)
         self.trailing = tuple((k, v) for k, v in metadata if k == TRAILING_METADATA_KEY)
 
-    async def start(self) -> None:
-        if self.initial:
+    async def start(self, *, force: bool = False) -> None:
+        if self.initial or force:
             await self.context.send_initial_metadata(self.initial)
         if self.trailing:
             self.context.set_trailing_metadata(self.trailing)
@@ -58,17 +60,28 @@ def _make_servicer_class() -> type:
 
         async def UnaryCall(self, request: Any, context: Any) -> Any:
             echo = _Echo(context)
-            await echo.start()
+            compress = request.HasField("response_compressed") and request.response_compressed.value
+            if compress:
+                context.set_compression(grpc.Compression.Gzip)
+            elif request.HasField("response_compressed"):
+                context.disable_next_message_compression()
+            # grpc.aio applies set_compression to a unary reply only through
+            # explicitly sent initial metadata (its implicit headers omit grpc-encoding).
+            await echo.start(force=compress)
             await echo.maybe_abort(request)
             return messages_pb2.SimpleResponse(payload=_payload(request.response_size))
 
         async def StreamingOutputCall(self, request: Any, context: Any) -> AsyncIterator[Any]:
             echo = _Echo(context)
+            if any(p.HasField("compressed") and p.compressed.value for p in request.response_parameters):
+                context.set_compression(grpc.Compression.Gzip)
             await echo.start()
             await echo.maybe_abort(request)
             for params in request.response_parameters:
                 if params.interval_us:
                     await asyncio.sleep(params.interval_us / 1e6)
+                if params.HasField("compressed") and not params.compressed.value:
+                    context.disable_next_message_compression()
                 yield messages_pb2.StreamingOutputCallResponse(payload=_payload(params.size))
 
         async def StreamingInputCall(self, request_iterator: Any, context: Any) -> Any:

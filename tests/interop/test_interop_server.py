@@ -154,3 +154,21 @@ async def test_deadline_cuts_the_interval_sleep(stub: test_grpc.TestServiceStub)
         await stub.StreamingOutputCall(Req(response_parameters=params), timeout=0.2)
     assert info.value.status is Status.DEADLINE_EXCEEDED
     assert time.perf_counter() - started < 10
+
+
+async def test_expect_compressed_judges_the_message_flag_not_the_header(stub: test_grpc.TestServiceStub) -> None:
+    request = messages_pb2.SimpleRequest(response_size=1, expect_compressed=messages_pb2.BoolValue(value=True))
+    async with stub.UnaryCall.open(compression="gzip") as stream:  # grpc-encoding: gzip ...
+        await stream.send_message(request, end=True, compress=False)  # ... but this message is not compressed
+        with pytest.raises(GRPCError) as info:
+            await stream.recv_message()
+    assert info.value.status is Status.INVALID_ARGUMENT
+
+
+async def test_reply_compression_follows_the_request_encoding_by_default(stub: test_grpc.TestServiceStub) -> None:
+    for compression, expected in ((None, False), ("deflate", True)):
+        async with stub.UnaryCall.open(compression=compression) as stream:
+            await stream.send_message(messages_pb2.SimpleRequest(response_size=100), end=True)
+            reply = await stream.recv_message()
+            assert reply is not None and len(reply.payload.body) == 100
+            assert stream.last_message_compressed is expected
