@@ -407,3 +407,26 @@ async def test_unary_method_objects_pass_compression(server: Server, svc: Svc, g
     echo = UnaryUnaryMethod(grpc_channel(server), "/c.Svc/Echo", StringValue, StringValue)
     assert (await echo(StringValue(value="m"), compression="gzip", timeout=10)).value == "m"
     assert svc.encodings == ["gzip"]
+
+
+def test_example_runs() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, str(root / "examples" / "compression" / "main.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line.split(":", 1)[1].strip() for line in result.stdout.splitlines()]
+    assert lines == [
+        "[(10000, False)]",
+        "[(10000, True)]",
+        "[(10000, False)]",
+        "[(20000, True)]",
+        "[(20000, True), (1024, False)]",
+    ]

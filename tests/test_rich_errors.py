@@ -285,3 +285,23 @@ async def test_our_client_reads_grpcio_details(grpcio_server: int, grpc_channel:
     request = detail_of(err, BadRequest)
     assert request is not None and request.field_violations[0].field == "title"
     assert retry_delay(err) == 2.0
+
+
+def test_example_runs() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, str(root / "examples" / "rich_errors" / "main.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "rejected: title must not be empty" in out
+    assert "rejected: title at most 40 characters, got 50" in out
+    assert "RESOURCE_EXHAUSTED (RATE_LIMITED); retrying in 0.2s\n  -> shelves/1/books/3" in out
+    assert "get: NOT_FOUND: book shelves/9/books/9 (no such book)" in out
