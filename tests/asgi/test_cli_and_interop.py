@@ -3,8 +3,11 @@ and the CLI's process behaviour (workers, TLS, SIGTERM → exit 0)."""
 
 from __future__ import annotations
 
+import pathlib
 import signal
 import ssl
+import subprocess
+import sys
 
 from asgi_procs import grpcasgi_run, hypercorn
 from asgi_testapp import SERVICE, S
@@ -72,9 +75,6 @@ async def test_grpcasgi_run_with_tls(cert_files: tuple[str, str], client_ssl: ss
 
 
 def test_grpcasgi_run_reports_a_bad_target() -> None:
-    import subprocess
-    import sys
-
     result = subprocess.run(
         [sys.executable, "-m", "grpcasgi.cli", "run", "no_such_module_xyz:app", "--port", "0"],
         capture_output=True, text=True, timeout=60,
@@ -90,3 +90,21 @@ class _Discard:
     def flush(self) -> None:
         pass
 
+
+
+async def test_grpcasgi_run_on_a_unix_socket(tmp_path: pathlib.Path) -> None:
+    import re
+
+    from asgi_procs import ServerProcess
+
+    path = tmp_path / "grpc.sock"
+    server = ServerProcess(
+        [sys.executable, "-m", "grpcasgi.cli", "run", "asgi_testapp:grpc_app", "--uds", str(path)],
+        address=re.compile(r"serving on (http)://unix:\S+ \(pid (\d+)"),
+    ).wait_ready()
+    try:
+        async with Channel(path=str(path)) as channel:
+            assert await unary(channel, "uds") == "uds|alice|bundled"
+    finally:
+        code = server.stop(signal.SIGTERM)
+    assert code == 0, server.log
