@@ -14,6 +14,7 @@ cancellation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Callable, Mapping, Union
 
@@ -31,6 +32,7 @@ DEFAULT_MAPPING: Mapping[type[BaseException], Status] = {
     NotImplementedError: Status.UNIMPLEMENTED,
     PermissionError: Status.PERMISSION_DENIED,
     TimeoutError: Status.DEADLINE_EXCEEDED,
+    asyncio.TimeoutError: Status.DEADLINE_EXCEEDED,  # a distinct class before Python 3.11
 }
 
 _GENERIC = {
