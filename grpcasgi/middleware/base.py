@@ -141,6 +141,9 @@ class CallObserver:
     payload logging or per-message trace events). Callbacks run
     synchronously in the call's task and must not block; their exceptions
     are logged and swallowed so that observing never changes a call.
+
+    Of the scope it reads only ``path`` and ``extensions`` (for the cancel
+    reason), which client scopes have too: client middleware use it the same way.
     """
 
     __slots__ = (
