@@ -430,3 +430,61 @@ def test_example_runs() -> None:
         "[(20000, True)]",
         "[(20000, True), (1024, False)]",
     ]
+
+
+# -- the ASGI runtime (Hypercorn, in-process) follows the same rules ------------------------
+
+
+@pytest.fixture
+async def asgi_port(svc: Svc) -> AsyncIterator[int]:
+    """Hypercorn serving ``App([svc])`` on a pre-bound (already listening) loopback socket."""
+    import socket
+
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    from grpcasgi.asgi import App
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    config = Config()
+    config.bind = [f"fd://{sock.detach()}"]  # Hypercorn takes the descriptor over (and closes it)
+    config.loglevel = "WARNING"
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(serve(App([svc]), config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    try:
+        yield port
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_asgi_runtime_follows_the_same_rules(asgi_port: int, svc: Svc, grpc_channel: Any) -> None:
+    channel = grpc_channel("127.0.0.1", asgi_port, compression="gzip")
+    # Answer in kind; per-message flags both ways.
+    reply, compressed = await unary_call(channel, "/c.Svc/Echo", StringValue(value="a" * 100))
+    assert (reply.value, compressed) == ("a" * 100, True)
+    seen = []
+    async with channel.request("/c.Svc/Bidi", Cardinality.STREAM_STREAM, StringValue, StringValue, timeout=10) as stream:
+        await stream.send_request()
+        for value, compress in (("zipped", True), ("plain", False)):
+            await stream.send_message(StringValue(value=value), compress=compress)
+            await stream.recv_message()
+            seen.append(stream.last_message_compressed)
+        await stream.end()
+        assert await stream.recv_message() is None
+    assert seen == [True, False]
+    assert svc.flags == [True, True, False]
+    # The handler's choice only in an accepted encoding.
+    body = StringValue(value="y" * 300).SerializeToString()
+    raw = await raw_call(asgi_port, "/c.Svc/Compressed", prefixed(body), grpc_accept_encoding="identity")
+    assert raw.status == 0 and raw.messages() == [(False, body)]
+    # Unknown request encoding, and a decompression bomb.
+    raw = await raw_call(asgi_port, "/c.Svc/Echo", prefixed(b"\x01", True), grpc_encoding="br")
+    assert raw.status == Status.UNIMPLEMENTED.value
+    assert raw.headers[b"grpc-accept-encoding"] == b"identity,gzip,deflate"
+    with pytest.raises(GRPCError) as info:
+        await unary_call(channel, "/c.Svc/Sink", BytesValue(value=bytes(BIG)))
+    assert info.value.status is Status.RESOURCE_EXHAUSTED
