@@ -108,3 +108,14 @@ async def test_grpcasgi_run_on_a_unix_socket(tmp_path: pathlib.Path) -> None:
     finally:
         code = server.stop(signal.SIGTERM)
     assert code == 0, server.log
+
+
+async def test_grpcasgi_run_serves_the_grpc_part_of_a_mixed_app() -> None:
+    server = grpcasgi_run("asgi_testapp:app", "--port", "0")
+    try:
+        async with Channel("127.0.0.1", server.ports["http"]) as channel:
+            assert await unary(channel, "mixed") == "mixed|alice|bundled"
+    finally:
+        code = server.stop(signal.SIGTERM)
+    assert code == 0, server.log
+    assert "serving only the gRPC part" in server.log
