@@ -422,5 +422,11 @@ class H2ClientProtocol(H2Protocol):
             except h2.exceptions.H2Error:
                 pass
             self.flush()
-            if self.transport is not None:
-                self.transport.close()
+            transport = self.transport
+            if transport is not None:
+                transport.close()
+                if transport.get_extra_info("ssl_object") is not None:
+                    # GOAWAY and our close_notify are written; do not wait for the
+                    # server's close_notify. grpcio never sends one, and asyncio would
+                    # hold the socket (and Channel.__aexit__) for ssl_shutdown_timeout (30 s).
+                    transport.abort()
