@@ -173,6 +173,17 @@ async def test_tls_grpcasgi_client_to_grpcio_server_large_unary(tls: TLSFiles) -
             await CASES["large_unary"](test_grpc.TestServiceStub(channel))
 
 
+async def test_tls_channel_to_grpcio_server_closes_promptly(tls: TLSFiles) -> None:
+    # grpcio never answers our TLS close_notify; the channel must not wait for it
+    # (it waited for asyncio's 30 s ssl_shutdown_timeout, bounded to 5 s by Channel).
+    async with grpcio_server(tls) as port:
+        channel = grpcasgi_channel(port, tls)
+        await CASES["empty_unary"](test_grpc.TestServiceStub(channel))
+        started = asyncio.get_running_loop().time()
+        await channel.__aexit__(None, None, None)
+        assert asyncio.get_running_loop().time() - started < 2.0
+
+
 async def test_tls_grpcio_client_to_grpcasgi_server_large_unary(tls: TLSFiles, no_server_errors: None) -> None:
     async with grpcasgi_server(tls) as server:
         async with grpcio_channel(server.port or 0, tls) as channel:
