@@ -164,6 +164,8 @@ class H2Protocol(asyncio.Protocol):
         self._flush_handle: asyncio.Handle | None = None
         self._pump_set: dict[StreamWriter, None] = {}
         self._paused = False
+        self._conn_credit = 0  # connection-level credit owed to the peer (see received)
+        self._stream_credit: dict[int, int] = {}  # stream-level credit owed (see ack)
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -177,7 +179,9 @@ class H2Protocol(asyncio.Protocol):
         self.schedule_flush()
 
     def forget(self, writer: StreamWriter) -> None:
+        """The stream is finished: drop its pending output and credit bookkeeping."""
         self._pump_set.pop(writer, None)
+        self._stream_credit.pop(writer.stream_id, None)
 
     def schedule_flush(self) -> None:
         if self._flush_handle is None and self.transport is not None:
@@ -206,18 +210,53 @@ class H2Protocol(asyncio.Protocol):
             self._flush_handle.cancel()
             self._flush_handle = None
 
-    def ack(self, stream_id: int, n: int) -> None:
-        """Give back ``n`` bytes of flow-control credit for consumed data."""
+    def received(self, n: int) -> None:
+        """Connection-level credit for ``n`` flow-controlled bytes that just arrived.
+
+        Streams are flow-controlled by consumption (:meth:`ack`), so a reader
+        that does not read stalls its own peer only. The connection window is
+        given back on arrival instead: acknowledged on consumption, one
+        stream's unread data held the window every stream shares, and all
+        other calls on the connection starved behind it. (grpc-go and grpc
+        core decouple the two windows the same way.) Buffering stays bounded
+        by open streams x stream window.
+        """
         if n <= 0 or self.transport is None:
             return
+        credit = self._conn_credit + n
+        # Batched: a WINDOW_UPDATE once half the window is owed.
+        if credit < self.conn.inbound_flow_control_window:
+            self._conn_credit = credit
+            return
+        self._conn_credit = 0
         try:
-            self.conn.acknowledge_received_data(n, stream_id)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            # The stream is gone; the connection window still needs the credit.
-            try:
-                self.conn.increment_flow_control_window(n)
-            except h2.exceptions.H2Error:
-                pass
+            self.conn.increment_flow_control_window(credit)
+        except h2.exceptions.H2Error:
+            return
+        self.schedule_flush()
+
+    def ack(self, stream_id: int, n: int) -> None:
+        """Give back ``n`` bytes of stream-level credit for data consumed (or discarded).
+
+        Batched like h2's own window manager: the update goes out once the
+        owed credit reaches what is left of the stream's window, so a stream
+        whose window is nearly used up is never left waiting.
+        """
+        if n <= 0 or self.transport is None:
+            return
+        owed = self._stream_credit.get(stream_id, 0) + n
+        stream = self.conn.streams.get(stream_id)
+        if stream is None or stream.closed:
+            self._stream_credit.pop(stream_id, None)
+            return
+        if owed < stream.inbound_flow_control_window:
+            self._stream_credit[stream_id] = owed
+            return
+        self._stream_credit.pop(stream_id, None)
+        try:
+            self.conn.increment_flow_control_window(owed, stream_id=stream_id)
+        except h2.exceptions.H2Error:
+            return  # closed meanwhile: no credit is due
         self.schedule_flush()
 
     def reset_stream(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:

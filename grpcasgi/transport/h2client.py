@@ -375,9 +375,9 @@ class H2ClientProtocol(H2Protocol):
             stream.on_trailers(event.headers)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
+        self.received(event.flow_controlled_length)
         stream = self.streams.get(event.stream_id)
         if stream is None:
-            self.ack(event.stream_id, event.flow_controlled_length)
             return
         stream.on_data(event.data, event.flow_controlled_length)
 

@@ -444,9 +444,9 @@ class H2ServerProtocol(H2Protocol):
             self.reset_stream(sid, h2.errors.ErrorCodes.NO_ERROR)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
+        self.received(event.flow_controlled_length)
         call = self.calls.get(event.stream_id)
         if call is None:
-            self.ack(event.stream_id, event.flow_controlled_length)
             return
         call.feed_data(event.data, event.flow_controlled_length)
 

@@ -237,15 +237,27 @@ async def test_server_middleware_runs_in_order() -> None:
     assert reply.value == "me-outer-inner"
 
 
-async def test_client_middleware_passed_to_the_channel() -> None:
-    import inspect
+class AddMetadata:
+    """Client middleware: adds ``x-in`` to every call's metadata."""
 
-    if "middleware" not in inspect.signature(Channel.__init__).parameters:
-        with pytest.raises(TypeError, match="client middleware"):
-            ChannelFor([Svc()], client_middleware=[])
-        pytest.skip("Channel has no client middleware in this version")
-    async with ChannelFor([Svc()], client_middleware=[]) as channel:
-        assert (await unary(channel)(StringValue(value="a"))).value == "a"
+    def __init__(self, app: Any, *, value: str) -> None:
+        self.app = app
+        self.value = value
+
+    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+        scope["metadata"]["x-in"] = self.value
+        await self.app(scope, receive, send)
+
+
+async def test_client_middleware_passed_to_the_channel() -> None:
+    async with ChannelFor([Svc()], client_middleware=[Middleware(AddMetadata, value="from-mw")]) as channel:
+        assert [m.cls for m in channel.middleware] == [AddMetadata]
+        async with unary(channel).open() as stream:
+            await stream.send_message(StringValue(value="a"), end=True)
+            reply = await stream.recv_message()
+            await stream.recv_trailing_metadata()
+    assert reply is not None and reply.value == "a"
+    assert stream.initial_metadata is not None and stream.initial_metadata["x-echo"] == "from-mw"
 
 
 async def test_reconnects_after_the_connection_is_lost() -> None:
@@ -343,10 +355,15 @@ async def test_messages_larger_than_the_window(config: Configuration, size: int)
     assert reply.value == payload
 
 
-def withheld_credit(conn: Any) -> int:
-    """Received bytes of a connection never given back to flow control (h2's window accounting)."""
-    manager = conn._inbound_flow_control_window_manager
-    return int(manager.max_window_size - manager.current_window_size - manager._bytes_processed)
+def withheld_credit(proto: Any) -> int:
+    """Received bytes of a connection never given back to flow control (h2's window accounting).
+
+    Connection credit is given back on arrival, batched: what
+    ``H2Protocol.received`` still owes for the next WINDOW_UPDATE is not withheld.
+    """
+    manager = proto.conn._inbound_flow_control_window_manager
+    owed = manager.max_window_size - manager.current_window_size - manager._bytes_processed
+    return int(owed - proto._conn_credit)
 
 
 async def test_abandoned_response_returns_connection_credit() -> None:
@@ -362,7 +379,7 @@ async def test_abandoned_response_returns_connection_credit() -> None:
         replies = await asyncio.wait_for(flood(Int64Value(value=4)), 10)
         assert len(replies) == 4
         assert channel._protocol is not None
-        assert withheld_credit(channel._protocol.conn) == 0
+        assert withheld_credit(channel._protocol) == 0
 
 
 async def test_unread_request_returns_connection_credit() -> None:
@@ -374,4 +391,4 @@ async def test_unread_request_returns_connection_credit() -> None:
             await asyncio.wait_for(ignore(BytesValue(value=b"z" * 40_000)), 10)
             (conn,) = cf.connections
             await wait_until(lambda: not conn.calls)
-            assert withheld_credit(conn.conn) == 0
+            assert withheld_credit(conn) == 0
