@@ -41,6 +41,7 @@ def decode_request_message(
     if compressed:
         encoding = scope["encoding"]
         if encoding is None:
+            log.warning("%s: compressed request message without grpc-encoding", scope["path"])
             raise GRPCError(Status.INTERNAL, "Compressed message received but no grpc-encoding was set")
         try:
             payload = decompress(encoding, payload, max_length)
@@ -48,6 +49,7 @@ def decode_request_message(
             log.warning("%s: %s", scope["path"], exc)
             raise GRPCError(Status.RESOURCE_EXHAUSTED, str(exc)) from None
         except ValueError as exc:
+            log.warning("%s: could not decompress request message (%s): %s", scope["path"], encoding, exc)
             raise GRPCError(Status.INTERNAL, f"Could not decompress request message: {exc}") from None
     request_type = scope["request_type"]
     if request_type is None:
