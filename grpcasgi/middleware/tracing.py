@@ -27,8 +27,9 @@ channel with :class:`ClientTracingMiddleware` become its children; the client
 injects its span's context into the outgoing metadata.
 
 Only ``opentelemetry-api`` is needed (``pip install grpcasgi[otel]``), and it
-is imported when a middleware is created, never when this module is: without
-an SDK configured the API is a no-op and so is this middleware, nearly.
+is imported when a middleware is created, never when this module is. Without
+an SDK (or for calls sampled out) spans do not record: the middleware then
+only propagates the context and skips observing the call.
 Place the client middleware outside :class:`RetryMiddleware` for one span per
 call, inside it for one span per attempt.
 """
@@ -206,6 +207,12 @@ class ServerTracingMiddleware:
             attributes=attributes,
         )
         token = tracing._context.attach(trace.set_span_in_context(span, parent))
+        if not span.is_recording():  # no SDK, or sampled out: only the context matters
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                tracing._context.detach(token)
+            return
         on_request = on_response = None
         if tracing.message_events:
             event, _ = _message_events(span)
@@ -255,6 +262,12 @@ class ClientTracingMiddleware:
         ctx = trace.set_span_in_context(span)
         tracing.textmap().inject(scope["metadata"], context=ctx, setter=_SETTER)
         token = tracing._context.attach(ctx)
+        if not span.is_recording():  # no SDK, or sampled out: only the propagation matters
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                tracing._context.detach(token)
+            return
         on_request = on_response = None
         if tracing.message_events:
             event, _ = _message_events(span)
