@@ -83,7 +83,7 @@ class Server:
         self._config = config or Configuration()
         self._middleware = list(middleware or ())
         self._state: ServerState | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
 
@@ -146,6 +146,10 @@ class Server:
             raise RuntimeError("server is already started")
         if path is not None and (host is not None or port is not None):
             raise ValueError("path cannot be combined with host or port")
+        if sock is not None and (host is not None or port is not None):
+            raise ValueError("sock cannot be combined with host or port")
+        if path is None and sock is None and host is None and port is None:
+            raise ValueError("give host and port, path or sock")
         loop = asyncio.get_running_loop()
         factory = self._connection_factory(loop)
         if ssl is not None:
@@ -156,14 +160,17 @@ class Server:
         try:
             if path is not None:
                 self._server = await loop.create_unix_server(factory, path, sock=sock, backlog=backlog, ssl=ssl)
+            elif sock is not None:
+                self._server = await loop.create_server(
+                    factory, sock=sock, backlog=backlog, ssl=ssl, reuse_address=reuse_address, reuse_port=reuse_port
+                )
             else:
                 self._server = await loop.create_server(
                     factory,
                     host,
-                    port,
+                    port or 0,
                     family=family,
                     flags=flags,
-                    sock=sock,
                     backlog=backlog,
                     ssl=ssl,
                     reuse_address=reuse_address,

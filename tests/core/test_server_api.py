@@ -88,6 +88,17 @@ async def test_path_with_host_is_an_error(tmp_path: Any) -> None:
         await Server([echo_service()]).start("127.0.0.1", path=str(tmp_path / "x.sock"))
 
 
+async def test_sock_with_port_is_an_error() -> None:
+    with socket.socket() as sock:
+        with pytest.raises(ValueError):
+            await Server([echo_service()]).start(port=0, sock=sock)
+
+
+async def test_start_without_address_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        await Server([echo_service()]).start()
+
+
 # -- TLS ---------------------------------------------------------------------------
 
 
