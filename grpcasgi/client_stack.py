@@ -415,6 +415,9 @@ class StackStream(Stream[_Req, _Rep]):
         self._request_eof = False
         self._running = False
         self._task: asyncio.Task[None] | None = None
+        #: The caller's task while it runs a unary stack inline (for cancel() from elsewhere).
+        self._inline_task: asyncio.Task[Any] | None = None
+        self._cancelled_inline = False
         #: The end event the stack delivered (maybe not yet read by the caller).
         self._delivered_end: ResponseEndEvent | None = None
         #: The end the caller has reached: recv_* report it from now on.
@@ -485,9 +488,24 @@ class StackStream(Stream[_Req, _Rep]):
             return
         self._running = True
         if self._inline and self._request_ended:
-            await self._run_stack()
+            await self._run_inline()
         else:
             self._task = asyncio.get_running_loop().create_task(self._run_stack())
+
+    async def _run_inline(self) -> None:
+        task = self._inline_task = asyncio.current_task()
+        try:
+            await self._run_stack()
+        except asyncio.CancelledError:
+            if not self._cancelled_inline:
+                raise
+            # cancel() from another task stopped the stack; the caller's
+            # recv_* reports CANCELLED like the plain stream does.
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is not None:
+                uncancel()
+        finally:
+            self._inline_task = None
 
     async def _next_event(self) -> SendEvent:
         event = await self._responses.get()
@@ -609,6 +627,10 @@ class StackStream(Stream[_Req, _Rep]):
         task = self._task
         if task is not None and not task.done():
             task.cancel()
+        inline = self._inline_task
+        if inline is not None and inline is not asyncio.current_task():
+            self._cancelled_inline = True
+            inline.cancel()
         self._requests.close()
         self._responses.close()
 

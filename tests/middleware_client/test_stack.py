@@ -499,3 +499,68 @@ async def test_uncompressed_message_and_compressed_replies(start_server: Any, ma
         await stream.end()
     assert reply.value == "A" * 100
     assert stream.last_message_compressed is not None
+
+
+async def test_cancel_from_another_task_stops_an_inline_unary_call(start_server: Any, make_channel: Any) -> None:
+    entered = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def hang(stream: Any) -> None:
+        await stream.recv_message()
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    server = await start_server([Service("t.S", Hang=(hang, UU))])
+    channel = make_channel(server.port, middleware=[Middleware(Passthrough)])
+    async with channel.request("/t.S/Hang", UU, SV, SV) as stream:
+        await stream.send_message(SV(value="x"), end=True)
+        receiving = asyncio.ensure_future(stream.recv_message())
+        await asyncio.wait_for(entered.wait(), 5)
+        await stream.cancel()
+        with pytest.raises(GRPCError) as info:
+            await receiving
+    assert info.value.status is Status.CANCELLED
+    await asyncio.wait_for(cancelled.wait(), 5)  # the server saw the reset
+
+
+async def test_client_stream_backpressure_reaches_the_caller(start_server: Any, make_channel: Any) -> None:
+    """With a server that does not read, the caller's send_message stops returning
+    after the HTTP/2 windows and the small stack queue are full."""
+    from google.protobuf.wrappers_pb2 import BytesValue
+
+    release = asyncio.Event()
+
+    async def lazy(stream: Any) -> None:
+        await release.wait()
+        total = 0
+        async for message in stream:
+            total += len(message.value)
+        await stream.send_message(IV(value=total // (1024 * 1024)))
+
+    server = await start_server([Service("t.S", Lazy=(lazy, SU, BytesValue, IV))])
+    channel = make_channel(server.port, middleware=[Middleware(Passthrough)])
+    chunk = BytesValue(value=b"x" * (1024 * 1024))
+    sent = 0
+    async with channel.request("/t.S/Lazy", SU, BytesValue, IV) as stream:
+
+        async def send_all() -> None:
+            nonlocal sent
+            for _ in range(64):
+                await stream.send_message(chunk)
+                sent += 1
+            await stream.end()
+
+        sender = asyncio.ensure_future(send_all())
+        # Observe that progress stops (a bounded wait: nothing is expected to happen).
+        previous = -1
+        while sent != previous:
+            previous = sent
+            await asyncio.sleep(0.2)
+        assert 0 < sent < 32, sent  # 4 MiB windows + 256 KiB high water + 8 queued events
+        release.set()
+        await asyncio.wait_for(sender, 30)
+        assert (await stream.recv_message()).value == 64
