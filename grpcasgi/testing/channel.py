@@ -16,7 +16,6 @@ behaves like production, minus ports, without cleanup hazards::
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from typing import Any, Collection, Sequence
 
@@ -35,10 +34,6 @@ log = logging.getLogger("grpcasgi.testing")
 
 #: How long exiting ``ChannelFor`` waits for the in-process connections to end.
 _CLOSE_TIMEOUT = 5.0
-
-
-def _channel_supports(parameter: str) -> bool:
-    return parameter in inspect.signature(Channel.__init__).parameters
 
 
 class ChannelFor:
@@ -60,24 +55,20 @@ class ChannelFor:
         config: Configuration | None = None,
         codec: CodecBase | None = None,
         status_details_codec: StatusDetailsCodecBase | None = None,
-        client_middleware: Sequence[Any] | None = None,
+        client_middleware: Sequence[Middleware] | None = None,
         compression: str | None = None,
         high_water: int = DEFAULT_HIGH_WATER,
     ) -> None:
         self.server = Server(
             services, codec=codec, status_details_codec=status_details_codec, config=config, middleware=middleware
         )
-        kwargs: dict[str, Any] = {
+        self._channel_kwargs: dict[str, Any] = {
             "config": config,
             "codec": codec,
             "status_details_codec": status_details_codec,
             "compression": compression,
+            "middleware": client_middleware,
         }
-        if client_middleware is not None:
-            if not _channel_supports("middleware"):
-                raise TypeError("this version of grpcasgi's Channel does not support client middleware")
-            kwargs["middleware"] = client_middleware
-        self._channel_kwargs = kwargs
         self._high_water = high_water
         self._channel: Channel | None = None
         self._connections: list[H2ServerProtocol] = []
