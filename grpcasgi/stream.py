@@ -166,9 +166,16 @@ class Stream(Generic[_Req, _Rep]):
         status_details: Any = None,
         metadata: MetadataLike | None = None,
     ) -> None:
-        """End the call. Without a prior message this is a Trailers-Only response."""
+        """End the call. Without a prior message this is a Trailers-Only response.
+
+        A unary method cannot end OK without its reply (grpclib refuses it
+        too): grpcio clients would hand the caller ``None`` as the response.
+        """
         if self._end_sent:
             raise ProtocolError("trailers were already sent")
+        cardinality = self.scope["cardinality"]
+        if status is Status.OK and not self._sent_messages and cardinality is not None and not cardinality.server_streaming:
+            raise ProtocolError(f"{self.scope['path']}: a unary response with OK status requires a reply message")
         self._end_sent = True
         await self._send(
             {

@@ -354,3 +354,30 @@ async def test_unary_handler_sending_two_replies(start_server: Any, client_call:
     out = await client_call(server, "/core.T/M", UU, [SV(value="a")])
     # The second send raises ProtocolError in the handler → UNKNOWN after the first message.
     assert out.status == Status.UNKNOWN.value
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+async def test_unary_handler_ending_ok_without_reply(
+    start_server: Any, client_call: Any, caplog: pytest.LogCaptureFixture, explicit: bool
+) -> None:
+    """OK without the one reply is a handler bug: UNKNOWN for the client (never a None reply), logged."""
+
+    async def handler(stream: Any) -> None:
+        await stream.recv_message()
+        if explicit:
+            await stream.send_trailing_metadata()
+
+    server = await start_server([Service("core.T", M=(handler, UU))])
+    with caplog.at_level(logging.ERROR, logger="grpcasgi"):
+        out = await client_call(server, "/core.T/M", UU, [SV(value="a")])
+    assert (out.status, out.message, out.replies) == (Status.UNKNOWN.value, "Internal Server Error", [])
+    assert any(r.exc_info and "requires a reply message" in str(r.exc_info[1]) for r in caplog.records)
+
+
+async def test_server_streaming_handler_may_send_nothing(start_server: Any, client_call: Any) -> None:
+    async def handler(stream: Any) -> None:
+        await stream.recv_message()
+
+    server = await start_server([Service("core.T", M=(handler, US))])
+    out = await client_call(server, "/core.T/M", US, [SV(value="a")])
+    assert (out.status, out.replies) == (0, [])
