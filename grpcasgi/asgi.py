@@ -108,7 +108,10 @@ class App:
         self._lifespan_stack: contextlib.AsyncExitStack | None = None
         self._stack: Any = None
         self._warned: set[str] = set()
-        self._checked_server = False
+        # Hypercorn imports its protocol modules before it loads the app, so
+        # the fix is in place before the first connection; __call__ checks
+        # again for apps built before Hypercorn was imported.
+        self._checked_server = _hypercorn.apply()
         cfg = self.config
         #: Request bytes buffered per call before the reader stops draining ASGI.
         self.receive_budget = max(cfg.http2_stream_window_size, cfg.max_receive_message_length + 5)
@@ -156,7 +159,7 @@ class App:
 
     async def __call__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
         if not self._checked_server:
-            # Under Hypercorn, before the first request (the lifespan comes first).
+            # Under Hypercorn, before the first request (the lifespan, if any, comes first).
             self._checked_server = True
             _hypercorn.apply()
         kind = scope["type"]
