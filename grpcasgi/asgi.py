@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, AsyncContextManager, Awaitable, Callable, Collection, MutableMapping, Sequence
+from typing import Any, AsyncContextManager, AsyncIterator, Awaitable, Callable, Collection, MutableMapping, Sequence
 
 from . import _hypercorn
 from .call import CancelReason, Middleware, ServerCall, build_stack, endpoint, make_scope
@@ -173,13 +173,39 @@ class App:
         else:
             raise RuntimeError(f"grpcasgi.asgi.App cannot serve ASGI scope type {kind!r}")
 
+    async def serve_startup(self) -> None:
+        """Everything that runs when an ASGI server starts: :meth:`startup`,
+        then the services' ``__on_start__`` hooks (which ``Server`` runs itself)."""
+        await self.startup()
+        await run_hooks([h.__on_start__ for h in self.handlers if hasattr(h, "__on_start__")])
+
+    async def serve_shutdown(self) -> None:
+        """The services' ``__on_close__`` hooks, then :meth:`shutdown`."""
+        try:
+            await run_hooks([h.__on_close__ for h in self.handlers if hasattr(h, "__on_close__")])
+        finally:
+            await self.shutdown()
+
+    @contextlib.asynccontextmanager
+    async def lifespan_context(self, _app: Any = None) -> AsyncIterator[None]:
+        """This app's ASGI startup/shutdown as an async context manager.
+
+        For hosts that do not pass lifespan events to mounted apps, such as
+        Starlette's ``Mount``: ``Starlette(routes=[Mount(..., app=grpc_app)],
+        lifespan=grpc_app.lifespan_context)``.
+        """
+        await self.serve_startup()
+        try:
+            yield
+        finally:
+            await self.serve_shutdown()
+
     async def _lifespan(self, receive: ASGIReceive, send: ASGISend) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self.startup()
-                    await run_hooks([h.__on_start__ for h in self.handlers if hasattr(h, "__on_start__")])
+                    await self.serve_startup()
                 except Exception as exc:
                     log.exception("gRPC app startup failed")
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})
@@ -187,8 +213,7 @@ class App:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 try:
-                    await run_hooks([h.__on_close__ for h in self.handlers if hasattr(h, "__on_close__")])
-                    await self.shutdown()
+                    await self.serve_shutdown()
                 except Exception as exc:
                     log.exception("gRPC app shutdown failed")
                     await send({"type": "lifespan.shutdown.failed", "message": repr(exc)})

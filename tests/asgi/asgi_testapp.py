@@ -222,4 +222,7 @@ web_app = Starlette(
 app = mount_grpc(grpc_app, web_app)
 
 #: The other way to combine them: Starlette routes the service path to the gRPC app.
-mounted_app = Starlette(routes=[Mount(f"/{SERVICE}", app=grpc_app), Route("/hello", hello)])
+#: Starlette does not forward lifespan events to mounted apps, hence lifespan_context.
+mounted_app = Starlette(
+    routes=[Mount(f"/{SERVICE}", app=grpc_app), Route("/hello", hello)], lifespan=grpc_app.lifespan_context
+)

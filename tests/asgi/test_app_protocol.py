@@ -231,3 +231,23 @@ async def test_same_hooks_on_the_bundled_server() -> None:
     server.close()
     await server.wait_closed()
     assert events == ["up", "pool open", "pool closed", "down"]
+
+
+async def test_lifespan_context_for_a_starlette_mount() -> None:
+    """Starlette does not pass lifespan events to mounted apps; lifespan_context does."""
+    from starlette.routing import Mount
+
+    events: list[str] = []
+
+    class WithHooks(Echo):
+        async def __on_start__(self) -> None:
+            events.append("service start")
+
+        def __on_close__(self) -> None:
+            events.append("service close")
+
+    grpc_app = App([WithHooks()], on_startup=[lambda: events.append("up")], on_shutdown=[lambda: events.append("down")])
+    web = Starlette(routes=[Mount("/t.Echo", app=grpc_app)], lifespan=grpc_app.lifespan_context)
+    started, stopped = await run_lifespan(web)
+    assert (started, stopped) == ("lifespan.startup.complete", "lifespan.shutdown.complete")
+    assert events == ["up", "service start", "service close", "down"]

@@ -244,6 +244,7 @@ async def test_starlette_mount_by_service_path() -> None:
         ch = Channel("127.0.0.1", server.ports["http"])
         try:
             assert (await unary(ch, "Unary", S(value="m"), S, metadata=AUTH)).value == "m|alice|asgi"
+            assert (await unary(ch, "Lifecycle", E(), S)).value == "startup"
             with pytest.raises(GRPCError) as info:
                 await unary(ch, "Unary", S(value="m"), S)
             assert info.value.status is Status.UNAUTHENTICATED
