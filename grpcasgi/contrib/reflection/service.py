@@ -34,7 +34,15 @@ from ..protos.grpc.reflection.v1 import reflection_pb2 as v1_pb2
 from ..protos.grpc.reflection.v1alpha import reflection_grpc as v1alpha_grpc
 from ..protos.grpc.reflection.v1alpha import reflection_pb2 as v1alpha_pb2
 
-__all__ = ["ServerReflection", "ServerReflectionV1Alpha", "Reflector", "SERVICE_NAME", "SERVICE_NAME_V1ALPHA"]
+__all__ = [
+    "ServerReflection",
+    "ServerReflectionV1Alpha",
+    "Reflector",
+    "SERVICE_NAME",
+    "SERVICE_NAME_V1ALPHA",
+    "import_descriptor_modules",
+    "service_names",
+]
 
 log = logging.getLogger("grpcasgi.contrib.reflection")
 
