@@ -100,6 +100,13 @@ def encode_metadata(metadata: MetadataLike | None) -> list[tuple[bytes, bytes]]:
                 raise InvalidMetadata(f"value of metadata key {key!r} must be printable ASCII") from None
             if not _VALUE_RE.fullmatch(bvalue):
                 raise InvalidMetadata(f"value of metadata key {key!r} must be printable ASCII")
+            if bvalue[:1] == b" " or bvalue[-1:] == b" ":
+                # RFC 9113 8.2.1: a field value may not start or end with
+                # whitespace. Peers (h2, grpcio) treat such a header as a
+                # malformed message; h2 even fails the whole connection.
+                raise InvalidMetadata(
+                    f"value of metadata key {key!r} must not start or end with a space (strip it)"
+                )
         headers.append((bkey, bvalue))
     return headers
 
