@@ -26,6 +26,7 @@ from ..protocol.framing import HEADER_SIZE, FramingError, MessageDecoder, Messag
 from ..protocol.headers import ResponseHead, TrailersInfo, parse_response_headers, parse_trailers
 from ..protocol.status import Status
 from .base import H2Protocol, StreamWriter
+from .lifecycle import ClientLifecycle
 
 __all__ = ["H2ClientProtocol", "H2ClientStream", "status_for_reset"]
 
@@ -256,6 +257,7 @@ class H2ClientProtocol(H2Protocol):
         self._on_lost = on_lost
         self._slot_waiters: list[asyncio.Future[None]] = []
         self.closed: asyncio.Future[None] = loop.create_future()
+        self.lifecycle = ClientLifecycle(self, config)
         self._dispatch: dict[type, Callable[[Any], None]] = {
             h2.events.ResponseReceived: self._on_response,
             h2.events.TrailersReceived: self._on_trailers,
@@ -265,6 +267,7 @@ class H2ClientProtocol(H2Protocol):
             h2.events.WindowUpdated: self._on_window,
             h2.events.RemoteSettingsChanged: self._on_settings,
             h2.events.ConnectionTerminated: self._on_goaway,
+            h2.events.PingAckReceived: self._on_ping_ack,
         }
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -287,9 +290,11 @@ class H2ClientProtocol(H2Protocol):
         extra = cfg.http2_connection_window_size - 65535
         if extra > 0:
             self.conn.increment_flow_control_window(extra)
+        self.lifecycle.start()
         self.flush()
 
     def data_received(self, data: bytes) -> None:
+        self.lifecycle.received()
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -313,6 +318,7 @@ class H2ClientProtocol(H2Protocol):
         self.usable = False
         self.transport = None
         self.cancel_flush()
+        self.lifecycle.stop()
         error = GRPCError(Status.UNAVAILABLE, f"connection lost{': ' + str(exc) if exc else ''}")
         for stream in list(self.streams.values()):
             stream.fail(error)
@@ -346,6 +352,8 @@ class H2ClientProtocol(H2Protocol):
         if self.streams.pop(stream.stream_id, None) is not None:
             self.forget(stream.writer)
             self._wake_slots()
+            if not self.streams:
+                self.lifecycle.calls_ended()
             if not stream.ended:
                 self.reset_stream(stream.stream_id, h2.errors.ErrorCodes.CANCEL)
             # Data the caller never read still counts against the connection
@@ -413,6 +421,19 @@ class H2ClientProtocol(H2Protocol):
             log.warning("server sent GOAWAY with error %s", event.error_code)
         if not self.streams and self.transport is not None:
             self.transport.close()
+
+    def _on_ping_ack(self, event: h2.events.PingAckReceived) -> None:
+        self.lifecycle.ping_acked(bytes(event.ping_data or b""))
+
+    def abort(self, reason: str) -> None:
+        """The peer is unreachable (keepalive): fail every call UNAVAILABLE now and drop the socket."""
+        self.usable = False
+        error = GRPCError(Status.UNAVAILABLE, reason)
+        for stream in list(self.streams.values()):
+            stream.fail(error)
+        transport = self.transport
+        if transport is not None:
+            transport.abort()
 
     def close(self) -> None:
         self.usable = False

@@ -42,6 +42,8 @@ from ..protocol.status import Status
 from ..routing import Router
 from ..types import App, ReceiveEvent, SendEvent
 from .base import HIGH_WATER, H2Protocol, StreamWriter
+from .guard import ServerH2Connection
+from .lifecycle import CLOSE_LINGER, ServerLifecycle, goaway_frame
 from .messages import decode_request_message, encode_reply_message, end_of_call, response_encoding
 
 if TYPE_CHECKING:
@@ -297,17 +299,29 @@ _WindowUpdated = h2.events.WindowUpdated
 _RemoteSettingsChanged = h2.events.RemoteSettingsChanged
 _ConnectionTerminated = h2.events.ConnectionTerminated
 
+#: Unsent output above which a connection stops reading until the peer reads:
+#: a peer that sends PINGs, SETTINGS or requests but never reads could
+#: otherwise grow the replies queued for it without bound.
+_READ_PAUSE_UNSENT = 1024 * 1024
+
 
 class H2ServerProtocol(H2Protocol):
     """One HTTP/2 connection of the bundled server."""
 
+    conn: ServerH2Connection
+
     def __init__(self, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
         self.state = state
-        self.conn = h2.connection.H2Connection(config=_H2_CONFIG)
+        self.conn = ServerH2Connection(_H2_CONFIG, max_header_list_size=state.config.http2_max_header_list_size)
         self.calls: dict[int, H2ServerCall] = {}
         self._peer: Peer | None = None
         self._closing = False
+        #: New streams get RST_STREAM REFUSED_STREAM (after the final GOAWAY).
+        self.refusing = False
+        self._turned_away = False  # over max_connections: input is discarded
+        self._reading_paused = False
+        self.lifecycle = ServerLifecycle(self, state.config)
         self.closed: asyncio.Future[None] = loop.create_future()
         self._dispatch: dict[type, Callable[[Any], None]] = {
             _RequestReceived: self._on_request,
@@ -315,9 +329,15 @@ class H2ServerProtocol(H2Protocol):
             _StreamEnded: self._on_stream_ended,
             _StreamReset: self._on_stream_reset,
             _WindowUpdated: self._on_window,
-            _RemoteSettingsChanged: self._on_window,
+            _RemoteSettingsChanged: self._on_settings,
             _ConnectionTerminated: self._on_goaway,
+            h2.events.PingReceived: self._on_ping,
+            h2.events.PingAckReceived: self._on_ping_ack,
         }
+
+    @property
+    def peer(self) -> Peer | None:
+        return self._peer
 
     # -- asyncio.Protocol ---------------------------------------------------
 
@@ -349,10 +369,35 @@ class H2ServerProtocol(H2Protocol):
         extra = cfg.http2_connection_window_size - 65535
         if extra > 0:
             conn.increment_flow_control_window(extra)
+        limit = cfg.max_connections
+        if limit is not None and len(self.state.connections) >= limit:
+            self._turn_away(limit)
+            return
         self.state.connections.add(self)
+        self.lifecycle.start()
+        if self.state.closing:  # accepted just before the listener closed
+            self.goaway(refuse_now=True)
         self.flush()
 
+    def _turn_away(self, limit: int) -> None:
+        """Over ``max_connections``: SETTINGS and GOAWAY (no stream processed), then close.
+
+        The connection lingers a moment, discarding input, so the client can
+        read the GOAWAY (closing with unread input makes the kernel send a
+        reset that may destroy it) and retry elsewhere or later.
+        """
+        log.warning("%r: refused, %d connections open (max_connections)", self._peer, limit)
+        self._turned_away = True
+        self.flush()
+        self.write_raw(goaway_frame(0, 0, b"max_connections"))
+        transport = self.transport
+        if transport is not None:
+            self.loop.call_later(CLOSE_LINGER / 2, transport.close)
+            self.loop.call_later(CLOSE_LINGER, transport.abort)
+
     def data_received(self, data: bytes) -> None:
+        if self._turned_away:
+            return
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -363,10 +408,26 @@ class H2ServerProtocol(H2Protocol):
             handler = dispatch.get(type(event))
             if handler is not None:
                 handler(event)
+        if self.conn.malformed:
+            for sid, reason in self.conn.malformed:
+                log.warning("%r: malformed request headers on stream %d, stream reset: %s", self._peer, sid, reason)
+            self.conn.malformed.clear()
+        self.lifecycle.received(bool(events))
         self.flush()
+        transport = self.transport
+        if self._paused and transport is not None and transport.get_write_buffer_size() > _READ_PAUSE_UNSENT:
+            self._reading_paused = True
+            transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
+        self.lifecycle.stop()
         self.transport = None
         self.cancel_flush()
         for call in list(self.calls.values()):
@@ -388,8 +449,14 @@ class H2ServerProtocol(H2Protocol):
             elif name == b":path":
                 path = value
         state = self.state
-        if self._closing or state.closing:
-            self._reject(sid, 200, Status.UNAVAILABLE, "Server is shutting down")
+        limit = state.config.http2_max_concurrent_streams
+        if self.refusing or len(self.calls) >= 2 * limit or self.conn.open_inbound_streams > limit:
+            # REFUSED_STREAM: the request was not processed, clients retry it
+            # (on another connection). Above the advertised stream limit (h2
+            # no longer checks it, see ServerH2Connection), or with as many
+            # calls again still winding down after resets: resets cannot
+            # pile up handler tasks.
+            self.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
         try:
             head = parse_request(method, path.decode("ascii", "replace"), event.headers)
@@ -458,11 +525,26 @@ class H2ServerProtocol(H2Protocol):
     def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
         call = self.calls.get(event.stream_id)
         if call is not None:
+            running = not call.response_ended
             self.forget(call.writer)
             call.on_reset()
+            if running and not self.lifecycle.call_reset():
+                self.calm_down("too many streams reset while running (rapid reset)")
 
     def _on_window(self, event: Any) -> None:
         self.pump()
+
+    def _on_settings(self, event: Any) -> None:
+        self.pump()
+        if not self.lifecycle.settings_received():
+            self.calm_down("too many SETTINGS frames")
+
+    def _on_ping(self, event: h2.events.PingReceived) -> None:
+        if not self.lifecycle.ping_received():
+            self.calm_down("too_many_pings")
+
+    def _on_ping_ack(self, event: h2.events.PingAckReceived) -> None:
+        self.lifecycle.ping_acked(bytes(event.ping_data or b""))
 
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
         # The client opens no more streams. h2 closes its state machine on a
@@ -487,13 +569,58 @@ class H2ServerProtocol(H2Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def calm_down(self, reason: str) -> None:
+        """GOAWAY ENHANCE_YOUR_CALM: the peer abuses the connection; its calls end."""
+        if self.transport is None:
+            return
+        log.warning("%r: %s; GOAWAY ENHANCE_YOUR_CALM", self._peer, reason)
+        self._end_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, reason)
+
+    def give_up(self, reason: str) -> None:
+        """A timeout (handshake, stalled frame, keepalive): GOAWAY and close."""
+        if self.transport is None:
+            return
+        log.warning("%r: %s; closing the connection", self._peer, reason)
+        self._end_connection(h2.errors.ErrorCodes.NO_ERROR, reason)
+
+    def _end_connection(self, code: h2.errors.ErrorCodes, reason: str) -> None:
+        try:
+            self.conn.close_connection(error_code=code, additional_data=reason.encode("ascii", "replace"))
+        except h2.exceptions.H2Error:
+            pass
+        for call in list(self.calls.values()):
+            self.forget(call.writer)
+            call.on_reset(CancelReason.DISCONNECT)
+        self.flush()
+        transport = self.transport
+        if transport is not None:
+            transport.close()
+            # A peer that does not read would hold the socket open forever.
+            self.loop.call_later(CLOSE_LINGER, transport.abort)
+
+    def write_raw(self, data: bytes) -> None:
+        """Write a frame built outside h2, after everything h2 has queued."""
+        self.flush()
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def close_when_done(self) -> None:
+        """Close the connection as soon as no call is left."""
+        self._closing = True
+        self.schedule_flush()
+
     def flush(self) -> None:
+        if self._pump_set:
+            # Sending data resets the ping strikes (grpc core does the same).
+            self.lifecycle.pings.reset()
         super().flush()
         if self._closing and not self.calls and not self._pump_set and self.transport is not None:
             self.transport.close()
 
     def call_done(self, call: H2ServerCall) -> None:
         self.calls.pop(call.stream_id, None)
+        if not self.calls:
+            self.lifecycle.calls_ended()
         self.forget(call.writer)
         if not call.response_ended and not call._reset:
             self.reset_stream(call.stream_id, h2.errors.ErrorCodes.CANCEL)
@@ -503,22 +630,16 @@ class H2ServerProtocol(H2Protocol):
 
     # -- shutdown ---------------------------------------------------------------
 
-    def goaway(self) -> None:
-        """Stop accepting new streams on this connection (GOAWAY with the last stream id)."""
-        if self.transport is None or self._closing:
-            return
-        # Not conn.close_connection(): it moves h2's state machine to CLOSED,
-        # after which the running calls can send nothing (not even their
-        # trailers) and graceful shutdown turns into "connection lost". The
-        # frame is written after everything h2 has queued; new streams are
-        # refused by _on_request (self._closing).
-        self.flush()
-        if self.transport is None:
-            return
-        frame = hyperframe.frame.GoAwayFrame(stream_id=0, last_stream_id=self.conn.highest_inbound_stream_id)
-        self.transport.write(frame.serialize())
-        self._closing = True
-        self.schedule_flush()
+    def goaway(self, *, refuse_now: bool = False) -> None:
+        """Graceful shutdown of this connection: the two-step GOAWAY.
+
+        Not conn.close_connection(): it moves h2's state machine to CLOSED,
+        after which the running calls can send nothing (not even their
+        trailers) and graceful shutdown turns into "connection lost". See
+        :meth:`ServerLifecycle.drain` for the steps; the connection closes
+        itself once the final GOAWAY is out and its calls have ended.
+        """
+        self.lifecycle.drain("shutdown", refuse_now=refuse_now)
 
     def cancel_calls(self, reason: CancelReason) -> None:
         for call in list(self.calls.values()):
@@ -529,3 +650,8 @@ class H2ServerProtocol(H2Protocol):
             self.flush()
             if self.transport is not None:
                 self.transport.close()
+
+    def kill(self) -> None:
+        """Drop the socket at once: the last resort of a shutdown (a peer that does not read)."""
+        if self.transport is not None:
+            self.transport.abort()
