@@ -50,6 +50,7 @@ log = logging.getLogger("grpcasgi.client")
 
 _Req = TypeVar("_Req")
 _Rep = TypeVar("_Rep")
+_T = TypeVar("_T")
 
 USER_AGENT = "grpc-python-grpcasgi/0.1.0"
 
@@ -234,6 +235,11 @@ class Channel:
 
     def close(self) -> None:
         self._closed = True
+        connecting = self._connecting
+        if connecting is not None and not connecting.done():
+            # A connect nobody waits for any more (callers hit their
+            # deadlines) would otherwise outlive the channel.
+            connecting.cancel()
         if self._protocol is not None:
             self._protocol.close()
             self._protocol = None
@@ -331,6 +337,12 @@ class Stream(Generic[_Req, _Rep]):
         encoded = encode_metadata(self._metadata) if self._metadata else None
         if self._extra_headers:
             encoded = [*(encoded or ()), *self._extra_headers]
+        proto = channel._protocol
+        if proto is None or not proto.usable:
+            proto = await self._within_deadline(channel.__connect__(), "while connecting")
+            if deadline is not None:
+                # Time spent connecting counts: the server gets what is left.
+                timeout = deadline.time_remaining()
         headers = request_headers(
             path=self._method,
             authority=channel._authority,
@@ -341,8 +353,11 @@ class Stream(Generic[_Req, _Rep]):
             user_agent=channel._user_agent,
             metadata=encoded,
         )
-        proto = await channel.__connect__()
-        self._h2 = await proto.open_stream(headers, channel._config.max_receive_message_length)
+        opening = proto.open_stream(headers, channel._config.max_receive_message_length)
+        if proto.has_free_slot():
+            self._h2 = await opening
+        else:
+            self._h2 = await self._within_deadline(opening, "waiting for a stream (MAX_CONCURRENT_STREAMS)")
         self._proto = proto
         self.peer = proto.peer
         if deadline is not None:
@@ -350,6 +365,21 @@ class Stream(Generic[_Req, _Rep]):
         if end:
             self._end_sent = True
             self._h2.writer.end()
+
+    async def _within_deadline(self, aw: Awaitable[_T], what: str) -> _T:
+        """Await ``aw`` (connecting, waiting for a stream slot) within the call's deadline.
+
+        The deadline timer only starts once the stream is open; without this a
+        hanging connect or a full server held the call past its deadline.
+        """
+        deadline = self.deadline
+        if deadline is None:
+            return await aw
+        try:
+            return await asyncio.wait_for(aw, deadline.time_remaining())
+        except asyncio.TimeoutError:
+            self._done = True
+            raise GRPCError(Status.DEADLINE_EXCEEDED, f"Deadline exceeded {what}") from None
 
     def _on_deadline(self) -> None:
         self._timer = None

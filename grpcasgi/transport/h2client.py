@@ -331,6 +331,11 @@ class H2ClientProtocol(H2Protocol):
 
     # -- streams -------------------------------------------------------------------
 
+    def has_free_slot(self) -> bool:
+        """True when :meth:`open_stream` would not wait for the server's MAX_CONCURRENT_STREAMS."""
+        conn = self.conn
+        return conn.open_outbound_streams < conn.remote_settings.max_concurrent_streams
+
     async def open_stream(self, headers: list[tuple[bytes, bytes]], max_message_length: int) -> H2ClientStream:
         conn = self.conn
         while conn.open_outbound_streams >= conn.remote_settings.max_concurrent_streams:

@@ -203,3 +203,70 @@ async def test_server_cancel_is_cancelled_on_client(start_server: Any, client_ca
     server = await start_server([Service("core.T", M=(handler, US))])
     out = await client_call(server, "/core.T/M", US, [SV(value="x")])
     assert out.status == Status.CANCELLED.value
+
+
+async def test_deadline_covers_waiting_for_a_stream_slot(start_server: Any, make_channel: Any) -> None:
+    """A call queued behind the server's MAX_CONCURRENT_STREAMS still ends at its deadline."""
+    from grpcasgi.config import Configuration
+
+    cancelled, started = asyncio.Event(), asyncio.Event()
+    server = await start_server([_blocking_service(cancelled, started)], config=Configuration(http2_max_concurrent_streams=1))
+    channel = make_channel(server.port)
+    method = UnaryUnaryMethod(channel, "/core.Slow/M", SV, SV)
+    first = asyncio.ensure_future(method(SV(value="holds the only slot")))
+    await asyncio.wait_for(started.wait(), 3)
+    t0 = time.monotonic()
+    with pytest.raises(GRPCError) as info:
+        await method(SV(value="queued"), timeout=0.2)
+    assert info.value.status is Status.DEADLINE_EXCEEDED
+    assert time.monotonic() - t0 < 3
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def test_deadline_covers_connecting(make_channel: Any) -> None:
+    """A connect that hangs (listen backlog full: SYNs dropped) ends at the deadline."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            try:
+                filler.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            fillers.append(filler)
+        method = UnaryUnaryMethod(make_channel(port), "/core.T/M", SV, SV)
+        t0 = time.monotonic()
+        with pytest.raises(GRPCError) as info:
+            await method(SV(value="x"), timeout=0.3)
+        assert info.value.status is Status.DEADLINE_EXCEEDED
+        assert time.monotonic() - t0 < 3
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+async def test_grpc_timeout_header_counts_time_spent_connecting(start_server: Any, make_channel: Any) -> None:
+    """The deadline the server sees is the client's, not the client's plus connection setup."""
+    seen: list[float] = []
+
+    async def handler(stream: Any) -> None:
+        seen.append(stream.deadline.time_remaining())
+        await stream.send_message(SV(value=""))
+
+    server = await start_server([Service("core.T", M=(handler, UU))])
+    method = UnaryUnaryMethod(make_channel(server.port), "/core.T/M", SV, SV)
+    from grpcasgi.deadline import Deadline
+
+    deadline = Deadline.from_timeout(5)
+    await method(SV(), deadline=deadline)
+    assert seen[0] <= deadline.time_remaining() + 0.05
