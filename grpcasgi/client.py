@@ -353,6 +353,17 @@ class Stream(Generic[_Req, _Rep]):
             user_agent=channel._user_agent,
             metadata=encoded,
         )
+        limit = proto.conn.remote_settings.max_header_list_size
+        if limit is not None:
+            size = sum(len(name) + len(value) + 32 for name, value in headers)  # RFC 9113 6.5.2
+            if size > limit:
+                # Sent anyway, the server would fail the whole connection
+                # (h2: ENHANCE_YOUR_CALM), taking every other call with it.
+                self._done = True
+                raise GRPCError(
+                    Status.RESOURCE_EXHAUSTED,
+                    f"request metadata ({size} bytes) exceeds the server's SETTINGS_MAX_HEADER_LIST_SIZE ({limit})",
+                )
         opening = proto.open_stream(headers, channel._config.max_receive_message_length)
         if proto.has_free_slot():
             self._h2 = await opening

@@ -249,3 +249,29 @@ async def test_default_limit_rejects_big_reply_on_client(start_server: Any, make
         await method(BV(value=b"x" * (5 * MiB)), timeout=10)
     assert info.value.status is Status.RESOURCE_EXHAUSTED
     assert (await method(BV(value=b"small"))).value == b"small"
+
+
+async def test_oversized_request_metadata_fails_only_that_call(start_server: Any, make_channel: Any) -> None:
+    """Metadata over the server's advertised header list limit fails locally (RESOURCE_EXHAUSTED):
+    sent, it would cost the whole connection, including calls in flight on it."""
+    release = asyncio.Event()
+
+    async def handler(stream: Any) -> None:
+        await stream.recv_message()
+        await release.wait()
+        await stream.send_message(SV(value="survived"))
+
+    server = await start_server(
+        [Service("core.T", M=(handler, UU)), echo_service()], config=Configuration(http2_max_header_list_size=4096)
+    )
+    channel = make_channel(server.port)
+    echo = UnaryUnaryMethod(channel, "/core.Echo/Unary", SV, SV)
+    assert (await echo(SV(value="warm"))).value == "warm"  # the server's SETTINGS are known now
+    in_flight = asyncio.ensure_future(UnaryUnaryMethod(channel, "/core.T/M", SV, SV)(SV()))
+    with pytest.raises(GRPCError) as info:
+        await echo(SV(value="x"), metadata={"x-big": "v" * 8000})
+    assert info.value.status is Status.RESOURCE_EXHAUSTED
+    assert "MAX_HEADER_LIST_SIZE" in (info.value.message or "")
+    release.set()
+    assert (await asyncio.wait_for(in_flight, 5)).value == "survived"
+    assert (await echo(SV(value="after"))).value == "after"
