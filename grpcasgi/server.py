@@ -15,10 +15,17 @@ from .config import Configuration
 from .routing import Router
 from .stream import Stream
 from .transport.h2server import H2ServerProtocol, ServerState
+from .transport.lifecycle import DRAIN_PING_TIMEOUT
 
 __all__ = ["Server", "Stream", "LifecycleHook", "run_hooks"]
 
 log = logging.getLogger("grpcasgi.server")
+
+#: After the grace period and the cancellation of the calls still running,
+#: how long close() waits for connections to close before it drops them (a
+#: handler that ignores cancellation, a client that neither reads nor
+#: answers the shutdown PING).
+STOP_TIMEOUT = DRAIN_PING_TIMEOUT + 0.5
 
 #: A startup/shutdown hook: a plain or ``async`` function without arguments.
 LifecycleHook = Callable[[], Union[Awaitable[None], None]]
@@ -203,11 +210,23 @@ class Server:
         return factory
 
     def close(self) -> None:
-        """Stop accepting connections and end the running calls.
+        """Stop accepting connections and end the running calls gracefully.
 
-        Every connection gets GOAWAY. In-flight calls get
-        ``config.shutdown_grace`` seconds to finish, then they are cancelled
-        (handlers may catch ``CancelledError`` to clean up).
+        1. ``__on_close__`` hooks run first (the health service reports
+           NOT_SERVING, so load balancers stop sending).
+        2. The listening sockets close.
+        3. Every connection gets the two-step GOAWAY: GOAWAY with the largest
+           stream id and a PING, then, on the PING's ACK (or after
+           ``DRAIN_PING_TIMEOUT``), GOAWAY with the last stream processed.
+           Requests the client sent before it saw the first GOAWAY are still
+           served (when there is a grace period); later ones are refused
+           with REFUSED_STREAM, which clients retry elsewhere.
+        4. Calls in flight get ``config.shutdown_grace`` seconds to finish,
+           then they are cancelled (handlers may catch ``CancelledError`` to
+           clean up; the client gets UNAVAILABLE).
+        5. :meth:`wait_closed` returns once every connection has closed, or
+           :data:`STOP_TIMEOUT` after the cancellation, dropping connections
+           whose handlers ignore cancellation (logged as errors).
         """
         if self._closed:
             return
@@ -220,20 +239,36 @@ class Server:
         state = self._state
         assert state is not None
         state.closing = True
-        for conn in list(state.connections):
-            conn.goaway()
         grace = self._config.shutdown_grace
-        if grace > 0:
-            self._close_task = asyncio.get_running_loop().create_task(self._cancel_after(grace))
-        else:
+        for conn in list(state.connections):
+            conn.goaway(refuse_now=grace <= 0)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # closed from outside the loop: no grace possible
             self._cancel_all()
+            return
+        self._close_task = loop.create_task(self._shutdown(grace))
 
-    async def _cancel_after(self, grace: float) -> None:
-        assert self._state is not None
-        pending = [conn.closed for conn in self._state.connections]
-        if pending:
-            await asyncio.wait(pending, timeout=grace)
+    async def _shutdown(self, grace: float) -> None:
+        if grace > 0:
+            await self._wait_connections(grace)
         self._cancel_all()
+        if await self._wait_connections(STOP_TIMEOUT):
+            return
+        assert self._state is not None
+        for conn in list(self._state.connections):
+            for call in conn.calls.values():
+                log.error("%s: the handler did not end after cancellation; abandoning it", call.scope["path"])
+            conn.kill()
+
+    async def _wait_connections(self, timeout: float) -> bool:
+        """Wait until every connection has closed; False on timeout."""
+        assert self._state is not None
+        pending = [conn.closed for conn in self._state.connections if not conn.closed.done()]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=timeout)
+            return not still
+        return True
 
     def _cancel_all(self) -> None:
         assert self._state is not None
@@ -246,16 +281,9 @@ class Server:
             if not self._closed:
                 raise RuntimeError("server is not started")
             return
-        await self._server.wait_closed()
         if self._close_task is not None:
-            await self._close_task
-        assert self._state is not None
-        while self._state.connections:
-            conns = list(self._state.connections)
-            for conn in conns:
-                if not conn.calls:
-                    conn.abort()
-            await asyncio.wait([c.closed for c in conns], timeout=1.0)
+            await asyncio.shield(self._close_task)
+        await self._server.wait_closed()
         await self._run_shutdown_hooks()
 
     async def _run_shutdown_hooks(self) -> None:
