@@ -361,8 +361,8 @@ class H2ClientProtocol(H2Protocol):
                 self.lifecycle.calls_ended()
             if not stream.ended:
                 self.reset_stream(stream.stream_id, h2.errors.ErrorCodes.CANCEL)
-            # Data the caller never read still counts against the connection
-            # window; give it back or later calls would starve.
+            # Stream credit for data the caller never read (the connection's
+            # credit went back on arrival, see H2Protocol.received).
             unacked = stream.unacked
             if unacked > 0:
                 stream.early_acked += unacked

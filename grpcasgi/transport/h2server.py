@@ -285,10 +285,14 @@ class H2ServerCall(ServerCall):
 
     def closed(self) -> None:
         if not self._discard:
-            # Request data the handler never read still holds connection
-            # window; give it back or the connection's later calls starve.
+            # Request data the handler never read: drop the buffer and
+            # discard what still arrives (connection credit went back on
+            # arrival, see H2Protocol.received).
             self._discard_input()
         self._proto.call_done(self)
+        # Break the call <-> writer cycle so the call's objects are freed by
+        # reference counting, not left for the cyclic garbage collector.
+        self.writer.on_end = None
 
 
 _RequestReceived = h2.events.RequestReceived
