@@ -270,3 +270,56 @@ async def test_grpc_timeout_header_counts_time_spent_connecting(start_server: An
     deadline = Deadline.from_timeout(5)
     await method(SV(), deadline=deadline)
     assert seen[0] <= deadline.time_remaining() + 0.05
+
+
+async def test_client_cancel_while_handler_blocked_sending(start_server: Any, make_channel: Any) -> None:
+    """A handler stuck in send_message (client not reading, window full) is cancelled by the client's reset."""
+    from core_helpers import BV
+    from grpcasgi.config import Configuration
+
+    cancelled, sending = asyncio.Event(), asyncio.Event()
+
+    async def handler(stream: Any) -> None:
+        await stream.recv_message()
+        try:
+            for _ in range(64):
+                sending.set()
+                await stream.send_message(BV(value=b"x" * 1024 * 1024))
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    config = Configuration(max_receive_message_length=2 * 1024 * 1024)
+    server = await start_server([Service("core.T", M=(handler, US, BV, BV))], config=config)
+    channel = make_channel(server.port, config=config)
+    async with channel.request("/core.T/M", US, BV, BV) as stream:
+        await stream.send_message(BV(), end=True)
+        assert await stream.recv_message() is not None
+        await asyncio.wait_for(sending.wait(), 3)
+        await stream.cancel()
+    await asyncio.wait_for(cancelled.wait(), 3)
+
+
+async def test_outgoing_call_inherits_the_handler_deadline(start_server: Any, make_channel: Any) -> None:
+    """A handler calling another service passes on what is left of its own deadline."""
+    seen: list[float | None] = []
+
+    async def backend(stream: Any) -> None:
+        await stream.recv_message()
+        seen.append(stream.deadline.time_remaining() if stream.deadline else None)
+        await stream.send_message(SV(value="backend"))
+
+    backend_server = await start_server([Service("core.B", M=(backend, UU))])
+    backend_channel = make_channel(backend_server.port)
+
+    async def frontend(stream: Any) -> None:
+        await stream.recv_message()
+        reply = await UnaryUnaryMethod(backend_channel, "/core.B/M", SV, SV)(SV())
+        await stream.send_message(reply)
+
+    frontend_server = await start_server([Service("core.F", M=(frontend, UU))])
+    method = UnaryUnaryMethod(make_channel(frontend_server.port), "/core.F/M", SV, SV)
+    assert (await method(SV(), timeout=5)).value == "backend"
+    assert seen[0] is not None and seen[0] <= 5
+    assert (await method(SV())).value == "backend"
+    assert seen[1] is None

@@ -381,3 +381,17 @@ async def test_server_streaming_handler_may_send_nothing(start_server: Any, clie
     server = await start_server([Service("core.T", M=(handler, US))])
     out = await client_call(server, "/core.T/M", US, [SV(value="a")])
     assert (out.status, out.replies) == (0, [])
+
+
+async def test_error_after_initial_metadata(start_server: Any, client_call: Any) -> None:
+    """Initial metadata sent, then GRPCError: the client gets both (trailers, not Trailers-Only)."""
+
+    async def handler(stream: Any) -> None:
+        await stream.recv_message()
+        await stream.send_initial_metadata(metadata={"x-early": "yes"})
+        raise GRPCError(Status.UNAUTHENTICATED, "who are you")
+
+    server = await start_server([Service("core.T", M=(handler, UU))])
+    out = await client_call(server, "/core.T/M", UU, [SV(value="a")])
+    assert (out.status, out.message) == (Status.UNAUTHENTICATED.value, "who are you")
+    assert ("x-early", "yes") in out.initial
