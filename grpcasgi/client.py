@@ -605,11 +605,7 @@ class UnaryUnaryMethod(_Method[_Req, _Rep]):
     ) -> _Rep:
         async with self.open(timeout=timeout, metadata=metadata, deadline=deadline, compression=compression) as stream:
             await stream.send_message(message, end=True)
-            reply = await stream.recv_message()
-            await stream.recv_trailing_metadata()
-            if reply is None:
-                raise GRPCError(Status.UNIMPLEMENTED, "the server sent no reply message")
-            return reply
+            return await _unary_reply(stream)
 
 
 class UnaryStreamMethod(_Method[_Req, _Rep]):
@@ -646,11 +642,7 @@ class StreamUnaryMethod(_Method[_Req, _Rep]):
             for message in messages:
                 await stream.send_message(message)
             await stream.end()
-            reply = await stream.recv_message()
-            await stream.recv_trailing_metadata()
-            if reply is None:
-                raise GRPCError(Status.UNIMPLEMENTED, "the server sent no reply message")
-            return reply
+            return await _unary_reply(stream)
 
 
 class StreamStreamMethod(_Method[_Req, _Rep]):
@@ -671,3 +663,19 @@ class StreamStreamMethod(_Method[_Req, _Rep]):
                 await stream.send_message(message)
             await stream.end()
             return [reply async for reply in stream]
+async def _unary_reply(stream: Stream[Any, _Rep]) -> _Rep:
+    """The one reply of a unary-response call, read through to its OK status.
+
+    No reply or a second one breaks the response cardinality: UNIMPLEMENTED,
+    as the gRPC status code table says (a second reply used to be dropped
+    silently; grpcio's own client hangs on it).
+    """
+    reply = await stream.recv_message()
+    if reply is None:  # the status was OK, or recv_message raised it
+        raise GRPCError(Status.UNIMPLEMENTED, "the server sent no reply message")
+    if await stream.recv_message() is not None:
+        await stream.cancel()
+        raise GRPCError(Status.UNIMPLEMENTED, "the server sent more than one reply to a unary call")
+    return reply
+
+

@@ -10,8 +10,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_examples_testing_passes() -> None:
+    # A user's project runs pytest with its default (prepend) import mode; this
+    # repository's own suite uses importlib mode, so say which one explicitly.
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "examples/testing", "-q", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", "examples/testing", "-q", "-p", "no:cacheprovider", "--import-mode=prepend"],
         cwd=ROOT,
         capture_output=True,
         text=True,
