@@ -591,6 +591,22 @@ class _Method(Generic[_Req, _Rep]):
         )
 
 
+async def _unary_reply(stream: Stream[Any, _Rep]) -> _Rep:
+    """The one reply of a unary-response call, read through to its OK status.
+
+    No reply or a second one breaks the response cardinality: UNIMPLEMENTED,
+    as the gRPC status code table says (a second reply used to be dropped
+    silently; grpcio's own client hangs on it).
+    """
+    reply = await stream.recv_message()
+    if reply is None:  # the status was OK, or recv_message raised it
+        raise GRPCError(Status.UNIMPLEMENTED, "the server sent no reply message")
+    if await stream.recv_message() is not None:
+        await stream.cancel()
+        raise GRPCError(Status.UNIMPLEMENTED, "the server sent more than one reply to a unary call")
+    return reply
+
+
 class UnaryUnaryMethod(_Method[_Req, _Rep]):
     _cardinality = Cardinality.UNARY_UNARY
 
@@ -663,19 +679,3 @@ class StreamStreamMethod(_Method[_Req, _Rep]):
                 await stream.send_message(message)
             await stream.end()
             return [reply async for reply in stream]
-async def _unary_reply(stream: Stream[Any, _Rep]) -> _Rep:
-    """The one reply of a unary-response call, read through to its OK status.
-
-    No reply or a second one breaks the response cardinality: UNIMPLEMENTED,
-    as the gRPC status code table says (a second reply used to be dropped
-    silently; grpcio's own client hangs on it).
-    """
-    reply = await stream.recv_message()
-    if reply is None:  # the status was OK, or recv_message raised it
-        raise GRPCError(Status.UNIMPLEMENTED, "the server sent no reply message")
-    if await stream.recv_message() is not None:
-        await stream.cancel()
-        raise GRPCError(Status.UNIMPLEMENTED, "the server sent more than one reply to a unary call")
-    return reply
-
-
