@@ -66,7 +66,10 @@ async def test_reconnects_after_server_restart(make_channel: Any) -> None:
     server = Server([echo_service()])
     await server.start("127.0.0.1", port)
     try:
-        assert (await method(SV(value="2"))).value == "2"
+        # The failed connect started the reconnect backoff: a call that waits
+        # for ready connects once it is over (a fail-fast one would get
+        # UNAVAILABLE until then, see tests/hostile/test_client_resilience.py).
+        assert (await method(SV(value="2"), wait_for_ready=True, timeout=10)).value == "2"
     finally:
         server.close()
         await server.wait_closed()
@@ -275,3 +278,27 @@ async def test_oversized_request_metadata_fails_only_that_call(start_server: Any
     release.set()
     assert (await asyncio.wait_for(in_flight, 5)).value == "survived"
     assert (await echo(SV(value="after"))).value == "after"
+
+
+@pytest.mark.parametrize("replies", [0, 2])
+async def test_unary_call_with_wrong_reply_count_is_unimplemented(
+    start_server: Any, make_channel: Any, replies: int
+) -> None:
+    """A server breaking the response cardinality (a unary call answered by a
+    streaming handler): UNIMPLEMENTED, as the gRPC status code table says."""
+    from grpcasgi.client import StreamUnaryMethod
+
+    async def handler(stream: Any) -> None:
+        async for _ in stream:
+            pass
+        for i in range(replies):
+            await stream.send_message(SV(value=str(i)))
+
+    server = await start_server([Service("core.T", M=(handler, SS))])
+    channel = make_channel(server.port)
+    with pytest.raises(GRPCError) as info:
+        await UnaryUnaryMethod(channel, "/core.T/M", SV, SV)(SV())
+    assert info.value.status is Status.UNIMPLEMENTED
+    with pytest.raises(GRPCError) as info:
+        await StreamUnaryMethod(channel, "/core.T/M", SV, SV)([SV(), SV()])
+    assert info.value.status is Status.UNIMPLEMENTED
