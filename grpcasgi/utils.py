@@ -34,10 +34,12 @@ def graceful_exit(
     loop = loop or asyncio.get_running_loop()
     flag: list[bool] = []
     installed = []
-    for sig_num in set(signals):
-        loop.add_signal_handler(sig_num, _exit_handler, sig_num, servers, flag)
-        installed.append(sig_num)
     try:
+        # Inside the try: if one signal cannot be handled (e.g. not the main
+        # thread), the handlers already installed are removed again.
+        for sig_num in set(signals):
+            loop.add_signal_handler(sig_num, _exit_handler, sig_num, servers, flag)
+            installed.append(sig_num)
         yield
     finally:
         for sig_num in installed:
