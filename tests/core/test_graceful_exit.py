@@ -145,3 +145,11 @@ async def test_signal_closes_a_running_server(make_channel: Any) -> None:
         os.kill(os.getpid(), signal.SIGUSR1)
         await asyncio.wait_for(probe.closed.wait(), 5)
         await asyncio.wait_for(server.wait_closed(), 5)
+
+
+async def test_failed_install_leaves_no_handler_behind() -> None:
+    """A signal that cannot be handled fails graceful_exit without leaving the others installed."""
+    with pytest.raises((ValueError, RuntimeError, OSError)):
+        with graceful_exit([_Probe()], signals=(signal.SIGUSR2, signal.SIGKILL)):
+            pass  # pragma: no cover - never entered
+    assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL
