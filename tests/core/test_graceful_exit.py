@@ -150,6 +150,7 @@ async def test_signal_closes_a_running_server(make_channel: Any) -> None:
 async def test_failed_install_leaves_no_handler_behind() -> None:
     """A signal that cannot be handled fails graceful_exit without leaving the others installed."""
     with pytest.raises((ValueError, RuntimeError, OSError)):
-        with graceful_exit([_Probe()], signals=(signal.SIGUSR2, signal.SIGSTOP)):
+        with graceful_exit([_Probe()], signals=(signal.SIGUSR1, signal.SIGSTOP)):
             pass  # pragma: no cover - never entered
-    assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL
+    # (set order puts SIGUSR1 before SIGSTOP: it was installed, then left behind)
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
