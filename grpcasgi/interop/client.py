@@ -412,7 +412,13 @@ def _client_ssl(ca_file: str | None) -> _ssl.SSLContext:
 
 async def _amain(args: argparse.Namespace, names: list[str]) -> int:
     ssl = _client_ssl(args.ca_file) if args.use_tls else None
-    channel = Channel(args.server_host, args.server_port, ssl=ssl, server_hostname=args.server_host_override)
+    channel = Channel(
+        args.server_host,
+        args.server_port,
+        ssl=ssl,
+        server_hostname=args.server_host_override,
+        authority=args.server_host_override and f"{args.server_host_override}:{args.server_port}",
+    )
     async with channel:
         failures = await run_cases(channel, names)
     for name, message in failures:
@@ -424,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m grpcasgi.interop.client", description="gRPC interop test client")
     parser.add_argument("--server_host", default="localhost")
     parser.add_argument("--server_port", type=int, required=True)
-    parser.add_argument("--server_host_override", default=None, help="TLS server name to verify (SNI)")
+    parser.add_argument("--server_host_override", default=None, help="TLS server name to verify (SNI) and the :authority to send")
     parser.add_argument(
         "--test_case", default="all", help=f"a case name, a comma-separated list, or 'all': {', '.join(CASES)}"
     )
