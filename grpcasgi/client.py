@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import ssl as _ssl
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Generic, Iterable, Sequence, TypeVar
@@ -71,6 +72,14 @@ class Channel:
 
     ``ssl=True`` uses a verifying default context (certifi's roots when
     installed); pass an ``SSLContext`` for custom roots or client certificates.
+
+    A failed connect is retried with exponential backoff (gRPC's connection
+    backoff, see :class:`~grpcasgi.config.Configuration`): while the wait
+    runs, calls fail UNAVAILABLE at once instead of hammering a dead
+    server, unless they *wait for ready* (``wait_for_ready=True`` here for
+    every call, or per call): then they wait for a connection until their
+    deadline. A connection lost after it was established is reopened on
+    the next call without waiting.
     """
 
     def __init__(
@@ -86,6 +95,7 @@ class Channel:
         compression: str | None = None,
         server_hostname: str | None = None,
         middleware: Sequence[Middleware] | None = None,
+        wait_for_ready: bool = False,
     ) -> None:
         if path is not None and (host is not None or port is not None):
             raise ValueError("path cannot be combined with host or port")
@@ -113,6 +123,14 @@ class Channel:
         self._protocol: H2ClientProtocol | None = None
         self._connecting: asyncio.Future[H2ClientProtocol] | None = None
         self._closed = False
+        self._wait_for_ready = wait_for_ready
+        # Connection backoff: current wait, the loop time before which no
+        # connect is attempted, the error calls get meanwhile, and a future
+        # close() resolves to wake calls waiting for ready.
+        self._backoff: float | None = None
+        self._retry_at = 0.0
+        self._connect_error: GRPCError | None = None
+        self._close_waiter: asyncio.Future[None] | None = None
         #: Replaces the socket connect when set: called with the protocol
         #: factory, returns the connected protocol (``grpcasgi.testing.ChannelFor``
         #: wires the connection to an in-process server this way).
@@ -140,20 +158,56 @@ class Channel:
         """The client middleware this channel's calls pass through (a copy)."""
         return list(self._middleware)
 
-    async def __connect__(self) -> H2ClientProtocol:
-        proto = self._protocol
-        if proto is not None and proto.usable:
-            return proto
-        if self._closed:
-            raise GRPCError(Status.UNAVAILABLE, "channel is closed")
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._connect())
-        connecting = self._connecting
-        try:
-            return await asyncio.shield(connecting)
-        finally:
-            if connecting.done() and self._connecting is connecting:
-                self._connecting = None
+    async def __connect__(self, *, wait_for_ready: bool | None = None) -> H2ClientProtocol:
+        """The open connection, connecting if needed (with backoff after failures).
+
+        ``wait_for_ready`` (default: the channel's) waits through failed
+        connects and backoff until a connection is up; the caller bounds the
+        wait (the call's deadline).
+        """
+        wait = self._wait_for_ready if wait_for_ready is None else wait_for_ready
+        loop = asyncio.get_running_loop()
+        while True:
+            proto = self._protocol
+            if proto is not None and proto.usable:
+                return proto
+            if self._closed:
+                raise GRPCError(Status.UNAVAILABLE, "channel is closed")
+            delay = self._retry_at - loop.time()
+            if delay > 0 and self._connecting is None:
+                if not wait:
+                    error = self._connect_error
+                    message = error.message if error is not None else "connect failed"
+                    raise GRPCError(Status.UNAVAILABLE, f"{message} (next attempt in {delay:.2f} s)")
+                await self._sleep(delay)
+                continue
+            if self._connecting is None:
+                self._connecting = asyncio.ensure_future(self._connect())
+            connecting = self._connecting
+            try:
+                return await asyncio.shield(connecting)
+            except GRPCError:
+                if not wait or self._closed:
+                    raise
+            finally:
+                if connecting.done() and self._connecting is connecting:
+                    self._connecting = None
+
+    async def _sleep(self, delay: float) -> None:
+        """Wait out the backoff; close() ends the wait early."""
+        if self._close_waiter is None:
+            self._close_waiter = asyncio.get_running_loop().create_future()
+        await asyncio.wait([self._close_waiter], timeout=delay)
+
+    def _connect_failed(self, error: GRPCError) -> None:
+        cfg = self._config
+        backoff = self._backoff
+        backoff = cfg.reconnect_initial_backoff if backoff is None else backoff * cfg.reconnect_backoff_multiplier
+        backoff = min(backoff, cfg.reconnect_max_backoff)
+        self._backoff = backoff
+        jitter = cfg.reconnect_jitter
+        self._retry_at = asyncio.get_running_loop().time() + backoff * random.uniform(1 - jitter, 1 + jitter)
+        self._connect_error = error
 
     async def _connect(self) -> H2ClientProtocol:
         loop = asyncio.get_running_loop()
@@ -166,19 +220,33 @@ class Channel:
             if self._connector is not None:
                 proto = await self._connector(factory)
             elif self._path is not None:
-                _, proto = await loop.create_unix_connection(
-                    factory, self._path, ssl=self._ssl, server_hostname=self._server_hostname or ("localhost" if self._ssl else None)
+                _, proto = await asyncio.wait_for(
+                    loop.create_unix_connection(
+                        factory,
+                        self._path,
+                        ssl=self._ssl,
+                        server_hostname=self._server_hostname or ("localhost" if self._ssl else None),
+                    ),
+                    self._config.connect_timeout,
                 )
             else:
-                _, proto = await loop.create_connection(
-                    factory,
-                    self._host,
-                    self._port,
-                    ssl=self._ssl,
-                    server_hostname=(self._server_hostname or self._host) if self._ssl else None,
+                _, proto = await asyncio.wait_for(
+                    loop.create_connection(
+                        factory,
+                        self._host,
+                        self._port,
+                        ssl=self._ssl,
+                        server_hostname=(self._server_hostname or self._host) if self._ssl else None,
+                    ),
+                    self._config.connect_timeout,
                 )
         except (OSError, _ssl.SSLError, asyncio.TimeoutError) as exc:
-            raise GRPCError(Status.UNAVAILABLE, f"failed to connect to {where}: {exc}") from exc
+            error = GRPCError(Status.UNAVAILABLE, f"failed to connect to {where}: {exc or type(exc).__name__}")
+            self._connect_failed(error)
+            raise error from exc
+        self._backoff = None
+        self._retry_at = 0.0
+        self._connect_error = None
         if self._ssl is not None:
             ssl_object = proto.transport.get_extra_info("ssl_object") if proto.transport else None
             if ssl_object is not None and ssl_object.selected_alpn_protocol() != "h2":
@@ -205,7 +273,9 @@ class Channel:
         deadline: Deadline | None = None,
         metadata: MetadataLike | None = None,
         compression: str | None = None,
+        wait_for_ready: bool | None = None,
     ) -> "Stream[Any, Any]":
+        """Open a call; ``wait_for_ready`` (default: the channel's) waits for a connection until the deadline."""
         if timeout is not None:
             deadline = earliest(deadline, Deadline.from_timeout(timeout))
         if self._config.propagate_deadline:
@@ -221,6 +291,7 @@ class Channel:
                 deadline,
                 metadata,
                 compression if compression is not None else self._compression,
+                wait_for_ready,
             )
         return Stream(
             self,
@@ -231,10 +302,13 @@ class Channel:
             deadline=deadline,
             metadata=metadata,
             compression=compression if compression is not None else self._compression,
+            wait_for_ready=wait_for_ready,
         )
 
     def close(self) -> None:
         self._closed = True
+        if self._close_waiter is not None and not self._close_waiter.done():
+            self._close_waiter.set_result(None)
         connecting = self._connecting
         if connecting is not None and not connecting.done():
             # A connect nobody waits for any more (callers hit their
@@ -277,9 +351,11 @@ class Stream(Generic[_Req, _Rep]):
         deadline: Deadline | None,
         metadata: MetadataLike | None,
         compression: str | None,
+        wait_for_ready: bool | None = None,
     ) -> None:
         self._channel = channel
         self._method = method
+        self._wait_for_ready = wait_for_ready
         self._cardinality = cardinality
         self._request_type = request_type
         self._reply_type = reply_type
@@ -339,7 +415,9 @@ class Stream(Generic[_Req, _Rep]):
             encoded = [*(encoded or ()), *self._extra_headers]
         proto = channel._protocol
         if proto is None or not proto.usable:
-            proto = await self._within_deadline(channel.__connect__(), "while connecting")
+            proto = await self._within_deadline(
+                channel.__connect__(wait_for_ready=self._wait_for_ready), "while connecting"
+            )
             if deadline is not None:
                 # Time spent connecting counts: the server gets what is left.
                 timeout = deadline.time_remaining()
@@ -578,6 +656,7 @@ class _Method(Generic[_Req, _Rep]):
         metadata: MetadataLike | None = None,
         deadline: Deadline | None = None,
         compression: str | None = None,
+        wait_for_ready: bool | None = None,
     ) -> Stream[_Req, _Rep]:
         return self.channel.request(
             self.name,
@@ -588,6 +667,7 @@ class _Method(Generic[_Req, _Rep]):
             deadline=deadline,
             metadata=metadata,
             compression=compression,
+            wait_for_ready=wait_for_ready,
         )
 
 
@@ -618,8 +698,11 @@ class UnaryUnaryMethod(_Method[_Req, _Rep]):
         metadata: MetadataLike | None = None,
         deadline: Deadline | None = None,
         compression: str | None = None,
+        wait_for_ready: bool | None = None,
     ) -> _Rep:
-        async with self.open(timeout=timeout, metadata=metadata, deadline=deadline, compression=compression) as stream:
+        async with self.open(
+            timeout=timeout, metadata=metadata, deadline=deadline, compression=compression, wait_for_ready=wait_for_ready
+        ) as stream:
             await stream.send_message(message, end=True)
             return await _unary_reply(stream)
 
@@ -635,8 +718,11 @@ class UnaryStreamMethod(_Method[_Req, _Rep]):
         metadata: MetadataLike | None = None,
         deadline: Deadline | None = None,
         compression: str | None = None,
+        wait_for_ready: bool | None = None,
     ) -> list[_Rep]:
-        async with self.open(timeout=timeout, metadata=metadata, deadline=deadline, compression=compression) as stream:
+        async with self.open(
+            timeout=timeout, metadata=metadata, deadline=deadline, compression=compression, wait_for_ready=wait_for_ready
+        ) as stream:
             await stream.send_message(message, end=True)
             return [reply async for reply in stream]
 
@@ -652,8 +738,11 @@ class StreamUnaryMethod(_Method[_Req, _Rep]):
         metadata: MetadataLike | None = None,
         deadline: Deadline | None = None,
         compression: str | None = None,
+        wait_for_ready: bool | None = None,
     ) -> _Rep:
-        async with self.open(timeout=timeout, metadata=metadata, deadline=deadline, compression=compression) as stream:
+        async with self.open(
+            timeout=timeout, metadata=metadata, deadline=deadline, compression=compression, wait_for_ready=wait_for_ready
+        ) as stream:
             await stream.send_request()
             for message in messages:
                 await stream.send_message(message)
@@ -672,8 +761,11 @@ class StreamStreamMethod(_Method[_Req, _Rep]):
         metadata: MetadataLike | None = None,
         deadline: Deadline | None = None,
         compression: str | None = None,
+        wait_for_ready: bool | None = None,
     ) -> list[_Rep]:
-        async with self.open(timeout=timeout, metadata=metadata, deadline=deadline, compression=compression) as stream:
+        async with self.open(
+            timeout=timeout, metadata=metadata, deadline=deadline, compression=compression, wait_for_ready=wait_for_ready
+        ) as stream:
             await stream.send_request()
             for message in messages:
                 await stream.send_message(message)

@@ -87,6 +87,10 @@ PREVIOUS_ATTEMPTS = "grpc-previous-rpc-attempts"
 #: :class:`~grpcasgi.peer.Peer` once the request went out.
 PEER_EXTENSION = "peer"
 
+#: ``scope["extensions"]`` key of a per-call ``wait_for_ready`` (absent: the
+#: channel's default); middleware may set or change it.
+WAIT_FOR_READY = "grpcasgi.wait_for_ready"
+
 class ClientRequestMessageEvent(RequestMessageEvent, total=False):
     """A request message on a client stack; ``compress=False`` (only present
     when the caller passed it) sends this message uncompressed."""
@@ -153,8 +157,11 @@ class ClientStack:
         deadline: Deadline | None,
         metadata: MetadataLike | None,
         encoding: str | None,
+        wait_for_ready: bool | None = None,
     ) -> "StackStream[Any, Any]":
         scope = client_scope(self.channel, path, cardinality, request_type, reply_type, deadline, metadata, encoding)
+        if wait_for_ready is not None:
+            scope["extensions"][WAIT_FOR_READY] = wait_for_ready
         return StackStream(self.channel, self.app, scope)
 
 
@@ -194,6 +201,7 @@ class ChannelTransport:
             deadline=scope["deadline"],
             metadata=metadata,
             compression=scope["encoding"],
+            wait_for_ready=scope["extensions"].get(WAIT_FOR_READY),
         )
         stream._extra_headers = extra
         pump: asyncio.Task[BaseException | None] | None = None
