@@ -233,7 +233,7 @@ class ServerCall:
         self.cancel(CancelReason.DEADLINE)
 
     async def _run(self, app: App) -> None:
-        _current_call.set(self)
+        token = _current_call.set(self)
         if self.scope["deadline"] is not None:
             self.arm_deadline(self.scope["deadline"])
         try:
@@ -264,6 +264,10 @@ class ServerCall:
                 self._timer.cancel()
                 self._timer = None
             self.closed()
+            # The task keeps its context after it ends; without this reset
+            # call -> task -> context -> call is a cycle, and every call's
+            # objects waited for the cyclic garbage collector.
+            _current_call.reset(token)
 
     async def _end(self, status: Status, message: str | None, details: Any = None) -> None:
         if self.response_ended:
