@@ -20,7 +20,7 @@ from typing import Any, Iterator, Sequence
 from multidict import MultiDict
 
 from .deadline import Deadline, current_deadline, earliest
-from .exceptions import GRPCError
+from .exceptions import GRPCError, StreamTerminatedError
 from .peer import Peer
 from .protocol.headers import RequestHead
 from .protocol.status import Status
@@ -252,6 +252,15 @@ class ServerCall:
                 await self._end(Status.DEADLINE_EXCEEDED, "Deadline exceeded")
             elif reason is CancelReason.SHUTDOWN:
                 await self._end(Status.UNAVAILABLE, "Server is shutting down")
+        except StreamTerminatedError as exc:
+            if self.cancel_reason in (CancelReason.RESET, CancelReason.DISCONNECT):
+                # The client went away and the app, cancelled, still tried to
+                # answer (e.g. turned CancelledError into a GRPCError): the
+                # expected end of a cancelled call, not an application error.
+                log.debug("%s: not answered, the client is gone: %s", self.scope["path"], exc)
+            else:
+                log.exception("Application error while handling %s", self.scope["path"])
+                await self._end(Status.UNKNOWN, "Internal Server Error")
         except Exception:
             log.exception("Application error while handling %s", self.scope["path"])
             await self._end(Status.UNKNOWN, "Internal Server Error")

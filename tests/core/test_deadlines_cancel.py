@@ -323,3 +323,37 @@ async def test_outgoing_call_inherits_the_handler_deadline(start_server: Any, ma
     assert seen[0] is not None and seen[0] <= 5
     assert (await method(SV())).value == "backend"
     assert seen[1] is None
+
+
+@pytest.mark.parametrize("cleanup", ["raise_grpc_error", "send_message"])
+async def test_handler_answering_after_client_cancel_is_not_an_error(
+    start_server: Any, make_channel: Any, caplog: pytest.LogCaptureFixture, cleanup: str
+) -> None:
+    """A handler that answers after its client cancelled (turns CancelledError into a
+    GRPCError, or sends a goodbye) is not logged as an application error."""
+    import logging
+
+    started, finished = asyncio.Event(), asyncio.Event()
+
+    async def handler(stream: Any) -> None:
+        await stream.recv_message()
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            finished.set()
+            if cleanup == "raise_grpc_error":
+                raise GRPCError(Status.CANCELLED, "client went away")
+            await stream.send_message(SV(value="bye"))
+
+    server = await start_server([Service("core.T", M=(handler, SS)), echo_service()])
+    channel = make_channel(server.port)
+    with caplog.at_level(logging.INFO, logger="grpcasgi"):
+        async with channel.request("/core.T/M", SS, SV, SV) as stream:
+            await stream.send_message(SV())
+            await asyncio.wait_for(started.wait(), 3)
+            await stream.cancel()
+        await asyncio.wait_for(finished.wait(), 3)
+        # The next call on the connection shows the cancelled one was wound up.
+        assert (await UnaryUnaryMethod(channel, "/core.Echo/Unary", SV, SV)(SV(value="x"))).value == "x"
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
