@@ -120,8 +120,12 @@ class ServerH2Connection(h2.connection.H2Connection):
 
     @property
     def open_inbound_streams(self) -> int:
+        if self._admit:
+            # Decided before counting: h2's count walks every stream of the
+            # connection, once per request.
+            return 0
         count: int = super().open_inbound_streams
-        return 0 if self._admit else count
+        return count
 
     def _receive_headers_frame(self, frame: Any) -> Any:
         new = frame.stream_id not in self.streams
