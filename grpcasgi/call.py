@@ -177,7 +177,16 @@ class ServerCall:
     ``response_started``/``response_ended``) and may override :meth:`closed`.
     """
 
-    __slots__ = ("scope", "task", "cancel_reason", "armed_deadline", "_timer", "response_started", "response_ended")
+    __slots__ = (
+        "scope",
+        "task",
+        "cancel_reason",
+        "armed_deadline",
+        "_timer",
+        "response_started",
+        "response_ended",
+        "_running",
+    )
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
@@ -187,6 +196,7 @@ class ServerCall:
         self._timer: asyncio.TimerHandle | None = None
         self.response_started = False
         self.response_ended = False
+        self._running = False  # _run has begun
 
     async def receive(self) -> ReceiveEvent:
         raise NotImplementedError  # pragma: no cover - provided by runtimes
@@ -209,7 +219,13 @@ class ServerCall:
             if self.cancel_reason is None:
                 self.cancel_reason = reason
                 self.scope["extensions"][CANCEL_REASON_KEY] = reason
-            task.cancel()
+            if self._running:
+                task.cancel()
+            # Not started yet: a task cancelled before its first step never
+            # runs its coroutine, not even the finally that closes the call,
+            # so the call stayed registered on its connection for good (a
+            # client resetting streams at once -- HTTP/2 "rapid reset" --
+            # filled the connection with them). _run sees the reason instead.
 
     def arm_deadline(self, deadline: Deadline | None) -> None:
         """(Re)arm the deadline timer; middleware may have shortened the deadline.
@@ -233,10 +249,13 @@ class ServerCall:
         self.cancel(CancelReason.DEADLINE)
 
     async def _run(self, app: App) -> None:
+        self._running = True
         token = _current_call.set(self)
         if self.scope["deadline"] is not None:
             self.arm_deadline(self.scope["deadline"])
         try:
+            if self.cancel_reason is not None:  # cancelled before it started
+                raise asyncio.CancelledError
             await app(self.scope, self.receive, self.send)
         except GRPCError as exc:
             await self._end(exc.status, exc.message, exc.details)
