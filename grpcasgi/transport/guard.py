@@ -29,6 +29,7 @@ from typing import Any
 
 import h2.config
 import h2.connection
+import hpack.exceptions
 import h2.errors
 import h2.exceptions
 import h2.frame_buffer
@@ -95,6 +96,10 @@ class GuardedFrameBuffer(h2.frame_buffer.FrameBuffer):
         return result
 
 
+class _CompressionError(h2.exceptions.ProtocolError):
+    error_code = h2.errors.ErrorCodes.COMPRESSION_ERROR
+
+
 class ServerH2Connection(h2.connection.H2Connection):
     """The server's ``h2`` connection: per-stream refusals instead of connection errors.
 
@@ -133,6 +138,10 @@ class ServerH2Connection(h2.connection.H2Connection):
         try:
             return super()._receive_headers_frame(frame)
         except h2.exceptions.ProtocolError as exc:
+            if isinstance(exc.__cause__, hpack.exceptions.HPACKError) and type(exc) is h2.exceptions.ProtocolError:
+                # RFC 9113 4.3: a field block that cannot be decoded is a
+                # COMPRESSION_ERROR (h2 reports PROTOCOL_ERROR).
+                raise _CompressionError(str(exc)) from exc
             # HPACK is decoded before the stream is created, so a stream this
             # frame created means the block decoded and h2's header
             # validation refused it: a malformed request, a stream error.

@@ -323,7 +323,7 @@ class H2ServerProtocol(H2Protocol):
         self._closing = False
         #: New streams get RST_STREAM REFUSED_STREAM (after the final GOAWAY).
         self.refusing = False
-        self._turned_away = False  # over max_connections: input is discarded
+        self._turned_away = False  # ended (GOAWAY sent, see _linger_close): input is discarded
         self._reading_paused = False
         self.lifecycle = ServerLifecycle(self, state.config)
         self.closed: asyncio.Future[None] = loop.create_future()
@@ -391,13 +391,35 @@ class H2ServerProtocol(H2Protocol):
         reset that may destroy it) and retry elsewhere or later.
         """
         log.warning("%r: refused, %d connections open (max_connections)", self._peer, limit)
-        self._turned_away = True
-        self.flush()
         self.write_raw(goaway_frame(0, 0, b"max_connections"))
+        self._linger_close()
+
+    def _linger_close(self) -> None:
+        """Send what is queued, half-close, and discard input for a moment before closing.
+
+        Closing a socket with unread input makes the kernel send a reset,
+        which can destroy the GOAWAY before the peer reads it (a flooding
+        peer always has unread input); so the write side closes first (FIN
+        after the GOAWAY), input is read and dropped until the peer closes,
+        and the socket is aborted after :data:`CLOSE_LINGER` at the latest.
+        """
+        self.flush()
         transport = self.transport
-        if transport is not None:
-            self.loop.call_later(CLOSE_LINGER / 2, transport.close)
-            self.loop.call_later(CLOSE_LINGER, transport.abort)
+        if transport is None:
+            return
+        self._turned_away = True
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.close()
+        # Nothing more is written (asyncio refuses writes after write_eof);
+        # the protocol behaves as if the connection were gone already.
+        self.transport = None
+        self.cancel_flush()
+        self.loop.call_later(CLOSE_LINGER, transport.abort)
 
     def data_received(self, data: bytes) -> None:
         if self._turned_away:
@@ -412,6 +434,8 @@ class H2ServerProtocol(H2Protocol):
             handler = dispatch.get(type(event))
             if handler is not None:
                 handler(event)
+                if self._turned_away:  # the handler ended the connection
+                    return
         if self.conn.malformed:
             for sid, reason in self.conn.malformed:
                 log.warning("%r: malformed request headers on stream %d, stream reset: %s", self._peer, sid, reason)
@@ -569,9 +593,10 @@ class H2ServerProtocol(H2Protocol):
             self.conn.close_connection(error_code=code)
         except h2.exceptions.H2Error:
             pass
-        self.flush()
-        if self.transport is not None:
-            self.transport.close()
+        for call in list(self.calls.values()):
+            self.forget(call.writer)
+            call.on_reset(CancelReason.DISCONNECT)
+        self._linger_close()
 
     def calm_down(self, reason: str) -> None:
         """GOAWAY ENHANCE_YOUR_CALM: the peer abuses the connection; its calls end."""
@@ -595,12 +620,7 @@ class H2ServerProtocol(H2Protocol):
         for call in list(self.calls.values()):
             self.forget(call.writer)
             call.on_reset(CancelReason.DISCONNECT)
-        self.flush()
-        transport = self.transport
-        if transport is not None:
-            transport.close()
-            # A peer that does not read would hold the socket open forever.
-            self.loop.call_later(CLOSE_LINGER, transport.abort)
+        self._linger_close()
 
     def write_raw(self, data: bytes) -> None:
         """Write a frame built outside h2, after everything h2 has queued."""

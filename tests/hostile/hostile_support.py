@@ -298,3 +298,15 @@ async def peer(port: int) -> AsyncIterator[RawPeer]:
         yield raw
     finally:
         await raw.close()
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait (polling each loop turn, bounded) until ``predicate()``: for server
+    state that changes without an event a test could await (a connection's
+    ``connection_lost`` running after the peer closed)."""
+
+    async def loop() -> None:
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(loop(), timeout)
