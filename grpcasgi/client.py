@@ -486,6 +486,13 @@ class Stream(Generic[_Req, _Rep]):
             raise ProtocolError("the request stream was already ended")
         if self._h2.error is not None:
             raise self._h2.error
+        if self._h2.trailers is not None:
+            # The server already ended the call (it may answer before reading
+            # everything): the message could only be discarded. The call's
+            # outcome is what the receiving side reports.
+            if end:
+                self._end_sent = True
+            return
         data = self._channel._codec.encode(message, self._request_type)
         limit = self._channel._config.max_send_message_length
         if limit is not None and len(data) > limit:
@@ -509,6 +516,8 @@ class Stream(Generic[_Req, _Rep]):
         except Exception:
             if self._h2.error is not None:
                 raise self._h2.error from None
+            if self._h2.trailers is not None:
+                return  # the server answered meanwhile (see send_message)
             raise
 
     async def end(self) -> None:

@@ -302,3 +302,34 @@ async def test_unary_call_with_wrong_reply_count_is_unimplemented(
     with pytest.raises(GRPCError) as info:
         await StreamUnaryMethod(channel, "/core.T/M", SV, SV)([SV(), SV()])
     assert info.value.status is Status.UNIMPLEMENTED
+
+
+@pytest.mark.parametrize("status", [Status.OK, Status.PERMISSION_DENIED])
+async def test_client_streaming_on_after_the_server_answered(
+    start_server: Any, make_channel: Any, status: Status
+) -> None:
+    """A server may answer a client-streaming call before reading it all. The client's
+    further sends (small or large) are dropped quietly; the outcome comes from receiving."""
+
+    async def handler(stream: Any) -> None:
+        await stream.recv_message()
+        if status is not Status.OK:
+            raise GRPCError(status, "enough")
+        await stream.send_message(BV(value=b"enough"))
+
+    server = await start_server([Service("core.T", M=(handler, SS, BV, BV))], config=BIG)
+    channel = make_channel(server.port, config=BIG)
+    async with channel.request("/core.T/M", SS, BV, BV) as stream:
+        await stream.send_message(BV(value=b"first"))
+        await stream.recv_initial_metadata()
+        if status is Status.OK:
+            assert (await stream.recv_message()).value == b"enough"
+        for _ in range(8):
+            await stream.send_message(BV(value=b"z" * MiB))
+        await stream.end()
+        if status is Status.OK:
+            assert await stream.recv_message() is None
+        else:
+            with pytest.raises(GRPCError) as info:
+                await stream.recv_message()
+            assert (info.value.status, info.value.message) == (status, "enough")
