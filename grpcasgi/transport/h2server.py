@@ -478,7 +478,14 @@ class H2ServerProtocol(H2Protocol):
                 path = value
         state = self.state
         limit = state.config.http2_max_concurrent_streams
-        if self.refusing or len(self.calls) >= 2 * limit or self.conn.open_inbound_streams > limit:
+        conn = self.conn
+        if (
+            self.refusing
+            or len(self.calls) >= 2 * limit
+            # h2's open_inbound_streams walks every stream it tracks; it
+            # cannot exceed their number, so count only when that could.
+            or (len(conn.streams) > limit and conn.open_inbound_streams > limit)
+        ):
             # REFUSED_STREAM: the request was not processed, clients retry it
             # (on another connection). Above the advertised stream limit (h2
             # no longer checks it, see ServerH2Connection), or with as many
