@@ -177,3 +177,27 @@ async def test_client_not_reading_blocks_only_its_handler(start_server: Any, mak
         got = [reply async for reply in stream]
     assert len(got) == 16
     assert finished.is_set()
+
+
+async def test_send_limits_both_sides(start_server: Any, make_channel: Any) -> None:
+    """max_send_message_length: the server's handler and our client both refuse to send
+    an oversized message (RESOURCE_EXHAUSTED) and nothing of it goes on the wire."""
+
+    async def big_reply(stream: Any) -> None:
+        await stream.recv_message()
+        await stream.send_message(BV(value=b"r" * 2000))
+
+    server = await start_server(
+        [Service("core.T", M=(big_reply, UU, BV, BV)), echo_service()],
+        config=Configuration(max_send_message_length=1000),
+    )
+    channel = make_channel(server.port, config=Configuration(max_send_message_length=1000))
+    with pytest.raises(GRPCError) as info:
+        await UnaryUnaryMethod(channel, "/core.T/M", BV, BV)(BV())
+    assert info.value.status is Status.RESOURCE_EXHAUSTED
+    assert "larger than max" in (info.value.message or "")
+    echo = UnaryUnaryMethod(channel, "/core.Echo/Bytes", BV, BV)
+    with pytest.raises(GRPCError) as info:
+        await echo(BV(value=b"s" * 2000))
+    assert info.value.status is Status.RESOURCE_EXHAUSTED
+    assert (await echo(BV(value=b"small"))).value == b"small"
