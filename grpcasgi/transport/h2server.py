@@ -5,9 +5,11 @@ Design points (see ``docs/architecture.md``):
 * One task per call, none per message. Incoming DATA is fed into the call's
   :class:`~grpcasgi.protocol.framing.MessageDecoder` from ``data_received``;
   the call's task decodes messages when it asks for them.
-* Flow control follows consumption: received bytes are acknowledged only when
-  the application takes the message, so a slow handler slows its client
-  instead of growing our buffers.
+* Stream flow control follows consumption: a stream's received bytes are
+  acknowledged only when the application takes the message, so a slow
+  handler slows its client instead of growing our buffers. The connection
+  window is credited on arrival (``H2Protocol.received``), so that handler
+  does not stall the other calls of the connection.
 * Writes are coalesced: frames produced while handling a batch of received
   data, or by call tasks during one event-loop turn, leave in a single
   ``transport.write``. Consecutive small messages of a stream are packed into
