@@ -481,13 +481,14 @@ class H2ServerProtocol(H2Protocol):
         state = self.state
         limit = state.config.http2_max_concurrent_streams
         conn = self.conn
-        if (
-            self.refusing
-            or len(self.calls) >= 2 * limit
-            # h2's open_inbound_streams walks every stream it tracks; it
-            # cannot exceed their number, so count only when that could.
-            or (len(conn.streams) > limit and conn.open_inbound_streams > limit)
-        ):
+        tracked = len(conn.streams)
+        too_many = False
+        if tracked > limit or tracked > 2 * len(self.calls) + 64:
+            # h2's count walks every stream it tracks and forgets the closed
+            # ones: done only when the limit could be exceeded or closed
+            # streams piled up, so it costs O(1) per request amortised.
+            too_many = conn.open_inbound_streams > limit
+        if self.refusing or len(self.calls) >= 2 * limit or too_many:
             # REFUSED_STREAM: the request was not processed, clients retry it
             # (on another connection). Above the advertised stream limit (h2
             # no longer checks it, see ServerH2Connection), or with as many
