@@ -597,7 +597,7 @@ class H2ServerProtocol(H2Protocol):
             self.transport.close()
 
     def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
-        log.warning("HTTP/2 protocol error from %r: %s", self._peer, exc)
+        log.warning("HTTP/2 protocol error from %r: %s: %s", self._peer, type(exc).__name__, exc)
         code = getattr(exc, "error_code", None) or h2.errors.ErrorCodes.PROTOCOL_ERROR
         try:
             self.conn.close_connection(error_code=code)
