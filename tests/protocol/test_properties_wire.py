@@ -73,7 +73,7 @@ text_values = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max
     st.lists(
         st.one_of(
             st.tuples(keys.filter(lambda k: not k.endswith("-bin")), text_values),
-            st.tuples(keys.map(lambda k: k + "-bin"), st.binary(max_size=20)),
+            st.tuples(keys.map(lambda k: k + "-bin").filter(lambda k: not is_reserved(k.encode())), st.binary(max_size=20)),
         ),
         max_size=6,
     ),
