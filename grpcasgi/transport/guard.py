@@ -25,6 +25,7 @@ No asyncio here: the protocol classes own the timing and the I/O.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import h2.config
@@ -36,6 +37,14 @@ import h2.frame_buffer
 from hyperframe.frame import ContinuationFrame, HeadersFrame, PushPromiseFrame
 
 __all__ = ["GuardedFrameBuffer", "ServerH2Connection", "RateBudget", "PingPolicy", "header_block_limit"]
+
+# hpack logs every header it encodes or decodes (names *and values*) at DEBUG
+# on the "hpack" loggers, so an application switching the root logger to
+# DEBUG would write bearer tokens and API keys to its logs. Unless the
+# application configured those loggers itself, they stop at INFO.
+_hpack_logger = logging.getLogger("hpack")
+if _hpack_logger.level == logging.NOTSET:
+    _hpack_logger.setLevel(logging.INFO)
 
 
 def header_block_limit(max_header_list_size: int) -> int:
