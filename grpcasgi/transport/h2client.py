@@ -127,6 +127,14 @@ class H2ClientStream:
         self._wake()
 
     def on_data(self, data: bytes, flow_controlled_length: int) -> None:
+        head = self.head
+        if head is not None and head.trailers is not None:
+            # Not a gRPC response (a proxy's HTTP error page, a wrong
+            # content-type): its status is final and its body is no gRPC
+            # framing; decoding it turned e.g. nginx's 413 page into
+            # INTERNAL "invalid compressed flag".
+            self.proto.ack(self.stream_id, flow_controlled_length)
+            return
         padding = flow_controlled_length - len(data)
         if padding:
             self.proto.ack(self.stream_id, padding)
