@@ -342,11 +342,13 @@ class H2ClientProtocol(H2Protocol):
     def has_free_slot(self) -> bool:
         """True when :meth:`open_stream` would not wait for the server's MAX_CONCURRENT_STREAMS."""
         conn = self.conn
-        return conn.open_outbound_streams < conn.remote_settings.max_concurrent_streams
+        limit = conn.remote_settings.max_concurrent_streams
+        # h2's count walks every stream it tracks; it cannot exceed their number.
+        return len(conn.streams) < limit or conn.open_outbound_streams < limit
 
     async def open_stream(self, headers: list[tuple[bytes, bytes]], max_message_length: int) -> H2ClientStream:
         conn = self.conn
-        while conn.open_outbound_streams >= conn.remote_settings.max_concurrent_streams:
+        while not self.has_free_slot():
             if not self.usable:
                 break
             slot = self.loop.create_future()
