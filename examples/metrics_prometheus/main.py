@@ -41,6 +41,7 @@ from grpcasgi import Cardinality, GRPCError, Handler, Middleware, Status  # noqa
 from grpcasgi.client import Channel, UnaryStreamMethod, UnaryUnaryMethod  # noqa: E402
 from grpcasgi.middleware.metrics import ClientMetricsMiddleware, ServerMetricsMiddleware  # noqa: E402
 from grpcasgi.server import Server  # noqa: E402
+from grpcasgi.utils import graceful_exit  # noqa: E402
 
 
 class Greeter:
@@ -78,7 +79,9 @@ async def demo(host: str, grpc_port: int, metrics_port: int, serve: bool) -> int
     print(f"gRPC on {host}:{server.port}, metrics on http://{host}:{metrics_port}/metrics", flush=True)
     try:
         if serve:
-            await server.wait_closed()
+            # SIGTERM / Ctrl-C close the server gracefully and exit 0.
+            with graceful_exit([server]):
+                await server.wait_closed()
             return 0
         async with Channel(host, server.port, middleware=[Middleware(ClientMetricsMiddleware)]) as channel:
             hello = UnaryUnaryMethod(channel, "/demo.Greeter/SayHello", StringValue, StringValue)
