@@ -112,6 +112,10 @@ class App:
         # the fix is in place before the first connection; __call__ checks
         # again for apps built before Hypercorn was imported.
         self._checked_server = _hypercorn.apply()
+        #: Calls running now (cancelled when a shutdown's grace period ends).
+        self.calls: set[AsgiServerCall] = set()
+        self._closed_services = False  # the services' __on_close__ hooks ran
+        self._grace_timer: asyncio.TimerHandle | None = None
         cfg = self.config
         #: Request bytes buffered per call before the reader stops draining ASGI.
         self.receive_budget = max(cfg.http2_stream_window_size, cfg.max_receive_message_length + 5)
@@ -175,16 +179,59 @@ class App:
 
     async def serve_startup(self) -> None:
         """Everything that runs when an ASGI server starts: :meth:`startup`,
-        then the services' ``__on_start__`` hooks (which ``Server`` runs itself)."""
+        then the services' ``__on_start__`` hooks (which ``Server`` runs itself).
+
+        Under Hypercorn it also asks to hear when the worker *begins* its
+        graceful shutdown (:meth:`server_shutting_down`), which Hypercorn
+        reports through the lifespan only after its connections are closed.
+        """
+        self._closed_services = False
         await self.startup()
         await run_hooks([h.__on_start__ for h in self.handlers if hasattr(h, "__on_start__")])
+        _hypercorn.add_shutdown_listener(self.server_shutting_down)
 
     async def serve_shutdown(self) -> None:
-        """The services' ``__on_close__`` hooks, then :meth:`shutdown`."""
+        """The services' ``__on_close__`` hooks (unless the server's shutdown
+        already ran them), then :meth:`shutdown`."""
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
         try:
-            await run_hooks([h.__on_close__ for h in self.handlers if hasattr(h, "__on_close__")])
+            await self._close_services()
         finally:
             await self.shutdown()
+
+    async def server_shutting_down(self, grace: float | None = None) -> None:
+        """The ASGI server began a graceful shutdown; its connections still work.
+
+        Like the first steps of the bundled ``Server.close()``: the services'
+        ``__on_close__`` hooks run now (``contrib.health`` tells open watches
+        NOT_SERVING and ends them, so load balancers drain this server while
+        its calls finish), and calls still running ``grace`` seconds later
+        are cancelled with UNAVAILABLE (handlers see ``CancelledError``), so
+        every client gets a status before the server drops the connection.
+        ``grace=None`` cancels nothing. Called by the Hypercorn integration
+        (``grpcasgi._hypercorn``); call it yourself under another server.
+        """
+        if grace is not None:
+            if self._grace_timer is not None:
+                self._grace_timer.cancel()
+            self._grace_timer = asyncio.get_running_loop().call_later(grace, self._cancel_calls)
+        await self._close_services()
+
+    async def _close_services(self) -> None:
+        if self._closed_services:
+            return
+        self._closed_services = True
+        await run_hooks([h.__on_close__ for h in self.handlers if hasattr(h, "__on_close__")])
+
+    def _cancel_calls(self) -> None:
+        self._grace_timer = None
+        running = [call for call in self.calls if not call.response_ended]
+        if running:
+            log.info("shutting down: cancelling %d call(s) still running after the grace period", len(running))
+        for call in running:
+            call.cancel(CancelReason.SHUTDOWN)
 
     @contextlib.asynccontextmanager
     async def lifespan_context(self, _app: Any = None) -> AsyncIterator[None]:
@@ -299,7 +346,11 @@ class App:
         peer = Peer(tuple(client) if client else None)
         grpc_scope = make_scope(head, self.router, peer, "asgi", extensions={"asgi.scope": scope})
         call = AsgiServerCall(grpc_scope, codec, self, receive, send)
-        await call.run(self.stack)
+        self.calls.add(call)
+        try:
+            await call.run(self.stack)
+        finally:
+            self.calls.discard(call)
 
 
 class AsgiServerCall(ServerCall):
