@@ -267,3 +267,45 @@ def test_codegen_doc_shows_the_real_generated_code() -> None:
     excerpt = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if b.startswith("class GreeterBase"))
     generated = (EXAMPLES / "helloworld" / "helloworld" / "helloworld_grpc.py").read_text()
     assert excerpt in generated
+
+
+# -- docs/spec.md: the scope and event tables are types.py's ------------------------------
+
+
+def _spec_section(title: str) -> str:
+    text = (DOCS / "spec.md").read_text()
+    start = text.index(title)
+    following = re.search(r"^#{2,3} ", text[start + len(title) :], re.M)
+    return text[start : start + len(title) + (following.start() if following else len(text))]
+
+
+def _first_column_names(section: str, table: int = 0) -> set[str]:
+    """Backticked names in the first column of table number ``table`` of ``section``."""
+    tables = re.findall(r"((?:^\|.*\n)+)", section, re.M)
+    names: set[str] = set()
+    for line in tables[table].splitlines()[2:]:  # after the header row and its |---| line
+        names.update(re.findall(r"`([\w.]+)`", line.split("|")[1]))
+    return names
+
+
+def _event_types(annotation: Any) -> set[str]:
+    from typing import get_args, get_type_hints
+
+    return {get_args(get_type_hints(cls)["type"])[0] for cls in get_args(annotation)}
+
+
+def test_spec_scope_tables_list_exactly_the_typed_keys() -> None:
+    from grpcasgi.types import ClientScope, Scope
+
+    assert _first_column_names(_spec_section("## 3. The scope")) == set(Scope.__annotations__)
+    assert _first_column_names(_spec_section("### C.1 The client scope")) == set(ClientScope.__annotations__)
+
+
+def test_spec_event_tables_list_exactly_the_typed_events() -> None:
+    from grpcasgi.types import ReceiveEvent, SendEvent
+
+    assert _first_column_names(_spec_section("### 4.1 `receive()`")) == _event_types(ReceiveEvent)
+    assert _first_column_names(_spec_section("### 4.2 `send(event)`")) == _event_types(SendEvent)
+    client = _spec_section("### C.2 Client events")
+    assert _first_column_names(client, 0) == {"grpc.request.message", "grpc.request.end"}
+    assert _first_column_names(client, 1) == _event_types(SendEvent)
