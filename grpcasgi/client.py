@@ -94,6 +94,7 @@ class Channel:
         status_details_codec: StatusDetailsCodecBase | None = None,
         compression: str | None = None,
         server_hostname: str | None = None,
+        authority: str | None = None,
         middleware: Sequence[Middleware] | None = None,
         wait_for_ready: bool = False,
     ) -> None:
@@ -118,7 +119,8 @@ class Channel:
             raise ValueError(f"unsupported compression {compression!r}; supported: {SUPPORTED_ENCODINGS}")
         self._compression = compression
         self._scheme = "https" if self._ssl is not None else "http"
-        self._authority = "localhost" if path is not None else _authority(self._host, self._port)
+        # The :authority of every request: grpcio's "grpc.default_authority".
+        self._authority = authority or ("localhost" if path is not None else _authority(self._host, self._port))
         self._user_agent = self._config.user_agent or USER_AGENT
         self._protocol: H2ClientProtocol | None = None
         self._connecting: asyncio.Future[H2ClientProtocol] | None = None
