@@ -10,7 +10,7 @@ from .const import Cardinality, Handler, Status
 from .deadline import Deadline
 from .exceptions import GRPCError, ProtocolError, StreamTerminatedError
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "Cardinality",

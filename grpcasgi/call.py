@@ -26,19 +26,18 @@ from .protocol.headers import RequestHead
 from .protocol.status import Status
 from .routing import Router
 from .stream import Stream
-from .types import SPEC_VERSION, App, Receive, ReceiveEvent, Scope, Send, SendEvent
+from .types import VERSION_INFO, App, Receive, ReceiveEvent, Scope, Send, SendEvent
 
 __all__ = ["Middleware", "build_stack", "endpoint", "ServerCall", "CancelReason", "cancel_reason", "make_scope"]
 
 log = logging.getLogger("grpcasgi.server")
 
-_VERSION_INFO = {"version": "1.0", "spec_version": SPEC_VERSION}
 
 
 class Middleware:
     """A middleware class and its options, instantiated when the stack is built.
 
-    ``Middleware(AuthMiddleware, authenticate=check)`` in a list; the first
+    ``Middleware(LoggingMiddleware, log_payloads=True)`` in a list; the first
     entry is the outermost layer.
     """
 
@@ -148,7 +147,7 @@ def make_scope(
     service, method, handler = router.resolve(head.path)
     return {
         "type": "grpc",
-        "grpcasgi": _VERSION_INFO,  # type: ignore[typeddict-item]
+        "grpcasgi": VERSION_INFO,
         "runtime": runtime,
         "path": head.path,
         "service": service,

@@ -50,7 +50,7 @@ from .exceptions import GRPCError, ProtocolError
 from .protocol.metadata import MetadataLike, MetadataValue
 from .protocol.status import Status
 from .types import (
-    SPEC_VERSION,
+    VERSION_INFO,
     ClientApp,
     ClientScope,
     Receive,
@@ -105,7 +105,6 @@ class ClientResponseMessageEvent(ResponseMessageEvent, total=False):
     compressed: bool
 
 
-_VERSION_INFO = {"version": "1.0", "spec_version": SPEC_VERSION}
 _REQUEST_END: RequestEndEvent = {"type": "grpc.request.end"}
 
 
@@ -123,7 +122,7 @@ def client_scope(
     service, _, method = path[1:].rpartition("/")
     return {
         "type": "grpc.client",
-        "grpcasgi": _VERSION_INFO,  # type: ignore[typeddict-item]
+        "grpcasgi": VERSION_INFO,
         "path": path,
         "service": service,
         "method": method,

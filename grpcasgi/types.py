@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable, Literal, MutableMapping, TypedDict,
 
 from multidict import MultiDict
 
+from ._version import __version__
 from .const import Cardinality, Handler
 from .deadline import Deadline
 from .peer import Peer
@@ -39,8 +40,13 @@ SPEC_VERSION = "1.0"
 
 
 class VersionInfo(TypedDict):
+    #: The grpcasgi release that made the scope (informational).
     version: str
+    #: The version of this contract (``docs/spec.md``).
     spec_version: str
+
+
+VERSION_INFO: VersionInfo = {"version": __version__, "spec_version": SPEC_VERSION}
 
 
 class Scope(TypedDict):
