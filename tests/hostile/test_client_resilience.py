@@ -329,3 +329,22 @@ async def test_goaway_new_calls_use_a_new_connection_while_old_ones_finish(serve
 async def _until(predicate: Callable[[], bool]) -> None:
     while not predicate():
         await asyncio.sleep(0.005)
+
+
+async def test_client_idle_timeout_closes_and_reopens(serve: Any) -> None:
+    server, _ = await serve()  # the server has no idle timeout of its own
+    async with Channel("127.0.0.1", server.port, config=Configuration(idle_timeout=0.1)) as channel:
+        method = UnaryUnaryMethod(channel, "/h.Echo/Unary", SV, SV)
+        assert (await method(SV(value="1"), timeout=5)).value == "1"
+        first = channel._protocol
+        assert first is not None
+        await asyncio.wait_for(asyncio.shield(first.closed), 5)  # closed by the client, idle
+        assert (await method(SV(value="2"), timeout=5)).value == "2"
+        assert channel._protocol is not first
+        # A call that stays open keeps the connection, however long.
+        async with channel.request("/h.Echo/Hang", Cardinality.UNARY_UNARY, SV, SV, timeout=5) as call:
+            await call.send_message(SV(value="x"), end=True)
+            busy = channel._protocol
+            await asyncio.sleep(0.35)
+            assert busy is not None and not busy.closed.done()
+            await call.cancel()
