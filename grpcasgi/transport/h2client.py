@@ -26,6 +26,7 @@ from ..protocol.framing import HEADER_SIZE, FramingError, MessageDecoder, Messag
 from ..protocol.headers import ResponseHead, TrailersInfo, parse_response_headers, parse_trailers
 from ..protocol.status import Status
 from .base import H2Protocol, StreamWriter
+from .hpack_cache import CachingEncoder
 from .lifecycle import ClientLifecycle
 
 __all__ = ["H2ClientProtocol", "H2ClientStream", "status_for_reset"]
@@ -259,6 +260,7 @@ class H2ClientProtocol(H2Protocol):
         super().__init__(loop)
         self.config = config
         self.conn = _H2Connection(config=_H2_CONFIG)
+        self.conn.encoder = CachingEncoder()  # a method's request headers repeat
         self.streams: dict[int, H2ClientStream] = {}
         self.peer: Peer | None = None
         self.usable = True

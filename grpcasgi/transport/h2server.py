@@ -45,6 +45,7 @@ from ..routing import Router
 from ..types import App, ReceiveEvent, SendEvent
 from .base import HIGH_WATER, H2Protocol, StreamWriter
 from .guard import ServerH2Connection
+from .hpack_cache import CachingEncoder
 from .lifecycle import CLOSE_LINGER, ServerLifecycle, goaway_frame
 from .messages import decode_request_message, encode_reply_message, end_of_call, response_encoding
 
@@ -320,6 +321,7 @@ class H2ServerProtocol(H2Protocol):
         super().__init__(loop)
         self.state = state
         self.conn = ServerH2Connection(_H2_CONFIG, max_header_list_size=state.config.http2_max_header_list_size)
+        self.conn.encoder = CachingEncoder()  # response headers and trailers repeat
         self.calls: dict[int, H2ServerCall] = {}
         self._peer: Peer | None = None
         self._closing = False
