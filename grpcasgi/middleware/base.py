@@ -123,6 +123,8 @@ class CallOutcome:
         return self.duration * 1000.0
 
 
+_new_object = object.__new__
+
 OnEnd = Callable[[CallOutcome], None]
 OnRequest = Callable[[RequestMessageEvent], None]
 OnResponse = Callable[[ResponseMessageEvent], None]
@@ -253,22 +255,30 @@ class CallObserver:
         else:
             ending = Ending.INCOMPLETE
             status, message = Status.UNKNOWN, INTERNAL_ERROR_MESSAGE
-        self.outcome = CallOutcome(
-            status=status,
-            message=message,
-            details=details,
-            trailing_metadata=trailing,
-            ending=ending,
-            error=error,
-            cancel_reason=reason,
-            duration=duration,
-            request_messages=self.request_messages,
-            response_messages=self.response_messages,
-            request_bytes=self.request_bytes,
-            response_bytes=self.response_bytes,
-            response_started=self.response_started,
+        # Built without the frozen dataclass's __init__, which assigns its 13
+        # fields through object.__setattr__ one by one: that cost 1.5 us per
+        # call and observer, more than the rest of finish(). The instance is
+        # the same (same __dict__, equality, repr); only this module does it.
+        outcome = _new_object(CallOutcome)
+        outcome.__dict__.update(
+            {
+                "status": status,
+                "message": message,
+                "details": details,
+                "trailing_metadata": trailing,
+                "ending": ending,
+                "error": error,
+                "cancel_reason": reason,
+                "duration": duration,
+                "request_messages": self.request_messages,
+                "response_messages": self.response_messages,
+                "request_bytes": self.request_bytes,
+                "response_bytes": self.response_bytes,
+                "response_started": self.response_started,
+            }
         )
-        return self.outcome
+        self.outcome = outcome
+        return outcome
 
     async def __aenter__(self) -> "CallObserver":
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 from typing import Any
 
 import pytest
@@ -266,6 +267,21 @@ async def test_observer_ok_counts_messages() -> None:
     assert count.response_bytes == sum(Int32Value(value=i).ByteSize() for i in range(3))
     assert (summed.request_messages, summed.response_messages) == (4, 1)
     assert count.duration >= 0 and count.error is None and count.cancel_reason is None
+
+
+async def test_observer_outcome_is_an_ordinary_frozen_call_outcome() -> None:
+    # CallObserver builds outcomes without the dataclass __init__ (for speed):
+    # what it builds must be indistinguishable from a CallOutcome(...) call.
+    outcomes: list[CallOutcome] = []
+    async with serve([Middleware(Observe, outcomes=outcomes)]) as (_, client):
+        await client.Count(Int32Value(value=1))
+    (outcome,) = outcomes
+    fields = {f.name: getattr(outcome, f.name) for f in dataclasses.fields(CallOutcome)}
+    assert outcome == CallOutcome(**fields)
+    assert repr(outcome) == repr(CallOutcome(**fields))
+    assert dataclasses.replace(outcome, status=Status.ABORTED).status is Status.ABORTED
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        outcome.status = Status.CANCELLED  # type: ignore[misc]
 
 
 async def test_observer_sees_handler_grpc_error_as_end_event() -> None:
