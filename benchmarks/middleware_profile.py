@@ -125,10 +125,9 @@ class MemoryCall(ServerCall):
         return {"type": "grpc.request.end"}
 
     async def send(self, event: SendEvent) -> None:
-        kind = event["type"]
-        if kind == "grpc.response.start":
+        if event["type"] == "grpc.response.start":
             self.response_started = True
-        elif kind == "grpc.response.end":
+        elif event["type"] == "grpc.response.end":
             self.response_ended = True
             self.ended_status = event["status"]
 
@@ -234,6 +233,7 @@ def instructions(name: str, calls: int) -> int:
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict layouts in every run
     )
     match = _COLLECTED.search(proc.stderr)
     if match is None:
