@@ -75,14 +75,18 @@ def setup_metrics(host: str, port: int) -> int:
 async def demo(host: str, grpc_port: int, metrics_port: int, serve: bool) -> int:
     # Middleware created after set_meter_provider() use the global provider.
     server = Server([Greeter()], middleware=[Middleware(ServerMetricsMiddleware)])
+    if serve:
+        # SIGTERM / Ctrl-C close the server gracefully and exit 0. The handlers
+        # are installed before the address is printed, so whoever waits for
+        # that line may signal at once.
+        with graceful_exit([server]):
+            await server.start(host, grpc_port)
+            print(f"gRPC on {host}:{server.port}, metrics on http://{host}:{metrics_port}/metrics", flush=True)
+            await server.wait_closed()
+        return 0
     await server.start(host, grpc_port)
     print(f"gRPC on {host}:{server.port}, metrics on http://{host}:{metrics_port}/metrics", flush=True)
     try:
-        if serve:
-            # SIGTERM / Ctrl-C close the server gracefully and exit 0.
-            with graceful_exit([server]):
-                await server.wait_closed()
-            return 0
         async with Channel(host, server.port, middleware=[Middleware(ClientMetricsMiddleware)]) as channel:
             hello = UnaryUnaryMethod(channel, "/demo.Greeter/SayHello", StringValue, StringValue)
             for name in ("Ada", "Grace", "Linus"):
