@@ -104,3 +104,87 @@ async def test_no_payload_records_by_default(caplog: pytest.LogCaptureFixture) -
     async with serve([Middleware(LoggingMiddleware, logger=LOGGER)]) as (_, client):
         await client.unary("secret-payload")
     assert "secret-payload" not in caplog.text
+
+
+class _CustomLogger(logging.Logger):
+    """Not the standard class: LoggingMiddleware then calls ``Logger.log`` itself."""
+
+
+class _Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+#: Attributes that differ between two records of the same call by nature.
+_PER_RECORD = {"name", "created", "msecs", "relativeCreated", "lineno", "duration_ms", "args"}
+#: What formatting adds to a record (caplog's handler formats the records it keeps).
+_FORMATTED = {"message", "asctime"}
+
+
+@pytest.mark.parametrize("payloads", [False, True], ids=["access", "payloads"])
+async def test_records_are_those_logger_log_builds(caplog: pytest.LogCaptureFixture, payloads: bool) -> None:
+    # Standard loggers get their records built without Logger.log's stack walk;
+    # they must carry the same attributes, source file and function as the
+    # records Logger.log builds (which a custom logger class still gets).
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    keep = _Keep()
+    custom = _CustomLogger(LOGGER + ".custom", logging.DEBUG)
+    custom.addHandler(keep)
+    mw = [
+        Middleware(LoggingMiddleware, logger=LOGGER, log_payloads=payloads),
+        Middleware(LoggingMiddleware, logger=custom, log_payloads=payloads),
+    ]
+    async with serve(mw) as (_, client):
+        await client.unary("x")
+    direct, slow = records(caplog), keep.records
+    assert len(direct) == len(slow) == (3 if payloads else 1)
+    for fast_record, log_record in zip(direct, slow):
+        fast = {k: v for k, v in vars(fast_record).items() if k not in _FORMATTED}
+        reference = {k: v for k, v in vars(log_record).items() if k not in _FORMATTED}
+        assert fast.keys() == reference.keys()
+        assert {k: v for k, v in fast.items() if k not in _PER_RECORD} == {
+            k: v for k, v in reference.items() if k not in _PER_RECORD
+        }
+        assert fast_record.funcName in ("_access", "_payload")
+        assert fast_record.pathname.endswith("logging.py") and "middleware" in fast_record.pathname
+        with open(fast_record.pathname) as source:
+            lines = source.read().splitlines()
+        assert "_emit(" in lines[fast_record.lineno - 1]
+        assert "self.logger.log(" in lines[log_record.lineno - 1]
+
+
+async def test_source_location_off_as_logging_srcfile_none(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logging, "_srcfile", None)  # the logging docs' optimisation
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    async with serve([Middleware(LoggingMiddleware, logger=LOGGER)]) as (_, client):
+        await client.unary("x")
+    (record,) = records(caplog)
+    assert (record.pathname, record.lineno, record.funcName) == ("(unknown file)", 0, "(unknown function)")
+
+
+async def test_logger_switched_off_and_on(caplog: pytest.LogCaptureFixture) -> None:
+    # With the logger off for every level a record could have, calls are not
+    # observed at all; the check is made per call, so switching it back on works.
+    logger = logging.getLogger(LOGGER)
+    mw = [
+        Middleware(LoggingMiddleware, logger=LOGGER),
+        Middleware(LoggingMiddleware, logger=LOGGER, level_for_status={Status.OK: logging.CRITICAL}),
+    ]
+    async with serve(mw) as (_, client):
+        caplog.set_level(logging.CRITICAL, logger=LOGGER)
+        await client.unary()
+        assert [r.levelno for r in records(caplog)] == [logging.CRITICAL]  # only the mapping's OK level
+        logger.setLevel(logging.CRITICAL + 1)
+        await client.unary()
+        await expect_status(client.Fail(StringValue(value="runtime")), Status.UNKNOWN)
+        assert len(records(caplog)) == 1
+        caplog.set_level(logging.INFO, logger=LOGGER)
+        await client.unary()
+    # the inner layer ends first
+    assert [r.levelno for r in records(caplog)] == [logging.CRITICAL, logging.CRITICAL, logging.INFO]
