@@ -138,7 +138,7 @@ def server_kinds() -> list[ServerKind]:
             "grpcasgi-mw",
             "grpcasgi (bundled) + middleware",
             skip_reason=None if mw else "grpcasgi/middleware/ has no built-in middleware yet",
-            note="middleware: " + ", ".join(mw) if mw else "",
+            note=("middleware, outermost first: " + ", ".join(mw) + " (OpenTelemetry SDK tracer/meter providers without exporter, access log at INFO into /dev/null, bearer-token auth)") if mw else "",
         )
     )
     if not (ROOT / "grpcasgi" / "asgi.py").exists():
@@ -563,6 +563,7 @@ def goal_lines(server_runs: list[Values], client_runs: list[Values]) -> list[str
 def write_results(
     path: Path, settings: Settings, kinds: list[ServerKind], server_runs: list[Values], client_runs: list[Values],
     command: str, pin_desc: str, elapsed: float, profile: list[str], smoke: bool,
+    machine: list[str] | None = None,
 ) -> None:
     base = "grpclib"
     lines = [
@@ -573,7 +574,7 @@ def write_results(
         "",
         "## Machine",
         "",
-        *machine_description(),
+        *(machine if machine is not None else machine_description()),
         f"- pinning: {pin_desc}",
         f"- {settings.runs} runs, {settings.duration:g} s per measurement after a {settings.warmup:g} s warm-up; "
         "medians reported; ratio in parentheses = median over runs of (this server / grpclib in the same run)",
@@ -637,6 +638,7 @@ def write_results(
     notes_file = HERE / "NOTES.md"
     if notes_file.exists() and not smoke:
         lines += [notes_file.read_text().rstrip(), ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
 
 
@@ -715,7 +717,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-clients", action="store_true", help="skip the client benchmark")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     parser.add_argument("--output", type=Path, help="results file (default benchmarks/RESULTS.md; smoke: a temp file)")
+    parser.add_argument(
+        "--render", type=Path, metavar="RESULTS_JSON",
+        help="only rewrite the results file from a results.json of an earlier run (e.g. after editing NOTES.md)",
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        write_results(
+            args.output or HERE / "RESULTS.md", Settings(**saved["settings"]), [ServerKind(**k) for k in saved["kinds"]],
+            saved["servers"], saved["clients"], saved["command"], saved["pinning"], saved["elapsed"], saved["profile"],
+            saved["smoke"], machine=saved["machine"],
+        )
+        return 0
     started = time.monotonic()
     settings = SMOKE if args.smoke else FULL
     if args.runs or args.duration:
@@ -768,7 +782,23 @@ def main(argv: list[str] | None = None) -> int:
     profile = [] if (args.smoke or args.no_profile) else profile_bundled(bench, pin_server, work, log)
     elapsed = time.monotonic() - started
     write_results(output, settings, kinds, server_runs, client_runs, command, pin_desc, elapsed, profile, args.smoke)
-    (output.parent / "results.json").write_text(json.dumps({"servers": server_runs, "clients": client_runs}, indent=1))
+    (output.parent / "results.json").write_text(
+        json.dumps(
+            {
+                "servers": server_runs,
+                "clients": client_runs,
+                "settings": settings.__dict__,
+                "kinds": [k.__dict__ for k in kinds],
+                "command": command,
+                "pinning": pin_desc,
+                "elapsed": elapsed,
+                "profile": profile,
+                "smoke": args.smoke,
+                "machine": machine_description(),
+            },
+            indent=1,
+        )
+    )
     failed = any(isinstance(v, str) for run in server_runs + client_runs for vals in run.values() for v in vals.values())
     if failed:
         log(f"some measurements failed: see the Errors section and the server logs in {work}")

@@ -107,9 +107,24 @@ def middleware_stack() -> tuple[list[Any], list[str]]:
     access.setLevel(logging.INFO)
     access.propagate = False
 
+    # Spans and metrics are really recorded when the OpenTelemetry SDK is
+    # installed (a TracerProvider without exporter, an in-memory MeterProvider);
+    # with the API alone they are the API's no-op objects.
+    otel: dict[str, Any] = {}
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.trace import TracerProvider
+
+        otel = {"tracer_provider": TracerProvider(), "meter_provider": MeterProvider()}
+    except ImportError:
+        pass
     add("logging", "LoggingMiddleware")
-    add("tracing", "TracingMiddleware")
-    add("metrics", "MetricsMiddleware")
+    if "tracer_provider" in otel:
+        add("tracing", "ServerTracingMiddleware", tracer_provider=otel["tracer_provider"])
+        add("metrics", "ServerMetricsMiddleware", meter_provider=otel["meter_provider"])
+    else:
+        add("tracing", "ServerTracingMiddleware")
+        add("metrics", "ServerMetricsMiddleware")
     add("recovery", "ErrorMappingMiddleware")
     add("deadlines", "DeadlineMiddleware", default=30.0, maximum=300.0)
     try:
