@@ -18,6 +18,14 @@ a time through the original method and flushes once at the end (even for an
 empty event list, as the original does), so nothing else changes, and it is
 a no-op once Hypercorn ships the fix.
 
+**Back-pressure.** Hypercorn's per-stream response buffer is meant to pause
+the app's ``send`` above 32 KiB, but it resumed the app whenever the
+sender popped a small chunk, including the empty chunk it pops while the
+client's flow-control window is closed. A client that stops reading a
+server stream thus made the server buffer without bound. The replaced
+``StreamBuffer.pop`` resumes the app only once the buffer drained below
+the low-water mark, so ``send`` blocks as it should (see :func:`_patch_stream_buffer`).
+
 **Shutdown.** Hypercorn's worker sets ``WorkerContext.terminated`` when it
 begins a graceful shutdown (SIGTERM/SIGINT, its ``shutdown_trigger``,
 ``max_requests``), waits up to ``graceful_timeout`` for connections to end,
@@ -83,6 +91,7 @@ def apply() -> bool:
     if protocol_cls is None:
         return False
     _patch_protocol(protocol_cls)
+    _patch_stream_buffer(module)
     _patch_worker_context()
     return True
 
@@ -180,6 +189,40 @@ async def _goaway(proto: Any) -> None:
         await proto.send(RawData(data=bytes(frame.serialize())))
     except Exception as exc:  # the connection is already going
         log.debug("grpcasgi: could not send the shutdown GOAWAY: %r", exc)
+
+
+# -- the response buffer ---------------------------------------------------------------
+
+
+def _patch_stream_buffer(module: Any) -> None:
+    buffer_cls: Any = getattr(module, "StreamBuffer", None)
+    low_water = getattr(module, "BUFFER_LOW_WATER", None)
+    if buffer_cls is None or low_water is None or getattr(buffer_cls.pop, _MARK, False):
+        return
+    original = buffer_cls.pop
+
+    async def pop(self: Any, max_length: int) -> bytes:
+        """Hypercorn's ``pop``, releasing a paused writer only once the buffer
+        has drained under the low-water mark. The original released it when
+        the *popped chunk* was small, and the sender pops zero bytes whenever
+        the peer's flow-control window is closed: a client that stopped
+        reading released the app at every send, and the server buffered
+        whatever the app produced (400 MiB in 1.5 s from a streaming
+        handler, measured). The same rule is merged in the anycorn fork
+        (davidbrochart/anycorn#61)."""
+        length = min(len(self.buffer), max_length)
+        data = bytes(self.buffer[:length])
+        del self.buffer[:length]
+        if len(self.buffer) < low_water:
+            await self._paused.set()
+        if len(self.buffer) == 0:
+            await self._is_empty.set()
+        return data
+
+    setattr(pop, _MARK, True)
+    pop.__wrapped__ = original  # type: ignore[attr-defined]
+    buffer_cls.pop = pop
+    log.info("grpcasgi: installed the fix for Hypercorn's unbounded response buffer when a client stops reading")
 
 
 # -- the worker's shutdown --------------------------------------------------------------

@@ -39,8 +39,8 @@ log = logging.getLogger("asgi_reliability_app")
 MAX_RECEIVE = 1024 * 1024
 DIAG = "/test.asgi.Diag/"
 
-#: Hold calls: entered their handler, and finished (sent their reply).
-HOLDS = {"entered": 0, "finished": 0}
+#: Hold calls: entered their handler, finished (sent their reply), were cancelled.
+HOLDS = {"entered": 0, "finished": 0, "cancelled": 0}
 #: Per key: how many messages Flood has handed to send() so far.
 FLOODS: dict[str, int] = {}
 
@@ -81,14 +81,21 @@ class Diag:
                 await asyncio.sleep(0.02)
         if options.get("collect"):
             gc.collect()
-        await stream.send_message(S(value=json.dumps(snapshot())))
+        result = snapshot()
+        if options.get("names"):
+            result["names"] = sorted(_coro_name(t) for t in asyncio.all_tasks())
+        await stream.send_message(S(value=json.dumps(result)))
 
     async def hold(self, stream: Any) -> None:
         """Bidi: reply "held" to the first message, "done:<value>" to the second, then end."""
         first = await stream.recv_message()
         HOLDS["entered"] += 1
-        await stream.send_message(S(value=f"held:{first.value}"))
-        second = await stream.recv_message()
+        try:
+            await stream.send_message(S(value=f"held:{first.value}"))
+            second = await stream.recv_message()
+        except asyncio.CancelledError:
+            HOLDS["cancelled"] += 1
+            raise
         await stream.send_message(S(value=f"done:{second.value if second else ''}"))
         HOLDS["finished"] += 1
 

@@ -15,12 +15,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any, Callable
 
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 
 from asgi_procs import ServerProcess, hypercorn
 from core_helpers import RawResponse, frame, grpc_request_headers
@@ -152,8 +154,9 @@ class RawClient:
                 length = event.flow_controlled_length
                 if length:
                     self.conn.increment_flow_control_window(length)  # the connection window, always
-                    if sid not in self.uncredited:
-                        self.conn.increment_flow_control_window(length, stream_id=sid)
+                    if sid not in self.uncredited and not event.stream_ended:
+                        with contextlib.suppress(h2.exceptions.StreamClosedError):
+                            self.conn.increment_flow_control_window(length, stream_id=sid)
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.goaways.append(event)
             if isinstance(event, h2.events.StreamEnded) and resp is not None:

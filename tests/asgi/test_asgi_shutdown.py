@@ -76,7 +76,7 @@ async def test_sigterm_tells_health_watchers_not_serving_before_connections_clos
     await logged(server, mark, "grpcasgi.asgi", "Hypercorn is shutting down")
     await logged(server, mark, "grpcasgi.contrib.health", "NOT_SERVING")
     assert exit_status(server) == 0
-    assert report(server) == {"entered": 0, "finished": 0}  # the lifespan shutdown still ran
+    assert report(server) == {"entered": 0, "finished": 0, "cancelled": 0}  # the lifespan shutdown still ran
     assert "Traceback" not in server.log, server.log
 
 
@@ -138,7 +138,7 @@ async def test_sigterm_with_calls_in_flight(server: ServerProcess, channel: Chan
         await raw.close()
 
     assert exit_status(server) == 0
-    assert report(server) == {"entered": 5, "finished": 5}
+    assert report(server) == {"entered": 5, "finished": 5, "cancelled": 0}
     assert ok == 5
     assert "Traceback" not in server.log, server.log
 
