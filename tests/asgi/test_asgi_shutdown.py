@@ -160,3 +160,29 @@ async def test_sigterm_cancels_a_call_that_outlives_the_grace(server: ServerProc
     await logged(server, mark, "Linger k: cancelled")
     assert exit_status(server) == 0
     assert "Traceback" not in server.log, server.log
+
+
+async def test_with_workers_0_new_connections_are_refused_at_once() -> None:
+    """``--workers 0`` serves in Hypercorn's main process, which closes the
+    listening socket when it begins shutting down: a new call fails
+    UNAVAILABLE at once instead of waiting in the listen queue of a parent
+    process until the worker exits (the default, one worker process)."""
+    server = start("--workers", "0")
+    ch = Channel("127.0.0.1", server.ports["http"])
+    try:
+        async with ch.request(WATCH, Cardinality.UNARY_STREAM, HealthCheckRequest, HealthCheckResponse, timeout=20) as watch:
+            await watch.send_message(HealthCheckRequest(), end=True)
+            await watch.recv_message()
+            server.proc.send_signal(signal.SIGTERM)
+            assert (await asyncio.wait_for(watch.recv_message(), 1.5)).status == HealthCheckResponse.NOT_SERVING
+            assert await watch.recv_message() is None
+        with pytest.raises(GRPCError) as info:
+            async with ch.request("/test.asgi.Echo/Unary", Cardinality.UNARY_UNARY, S, S, timeout=10) as late_call:
+                await asyncio.wait_for(late_call.send_message(S(value="late"), end=True), 1)
+                await asyncio.wait_for(late_call.recv_message(), 1)
+        assert info.value.status is Status.UNAVAILABLE, info.value
+        assert exit_status(server) == 0
+    finally:
+        ch.close()
+        server.stop()
+    assert "Traceback" not in server.log, server.log
