@@ -76,6 +76,26 @@ class _Instruments:
             f"grpcasgi.{side}.active_calls", unit="{call}", description=f"{_DIRECTION[side].capitalize()} RPCs in progress."
         )
         self._cache: dict[tuple[str, str], tuple[dict[str, Any], dict[Status, dict[str, Any]]]] = {}
+        # Without an SDK every record is dropped, but observing a call to make
+        # them costs more than the rest of the middleware: skip calls while the
+        # instruments are no-ops. A NoOpMeter (an explicit no-op provider, or
+        # the SDK disabled) stays one. The API's proxy instruments (no global
+        # provider set yet) forward to real ones from the moment an SDK
+        # provider is set, so for them it is checked per call.
+        self._noop = isinstance(meter, metrics.NoOpMeter)
+        self._proxy: Any = self.duration if _is_unset_proxy(self.duration) else None
+
+    def recording(self) -> bool:
+        """Whether records made now may reach an SDK (False for no-op instruments)."""
+        if self._noop:
+            return False
+        proxy = self._proxy
+        if proxy is None:
+            return True
+        if proxy._real_instrument is None:
+            return False
+        self._proxy = None  # backed by a real instrument for good
+        return True
 
     def attributes(self, service: str, method: str) -> tuple[dict[str, Any], dict[Status, dict[str, Any]]]:
         """The method's attributes, and its attributes by final status (filled lazily)."""
@@ -88,6 +108,9 @@ class _Instruments:
         return entry
 
     async def observe(self, scope: Any, service: str, method: str, app: Any, receive: Receive, send: Send) -> None:
+        if not self.recording():
+            await app(scope, receive, send)
+            return
         base, by_status = self.attributes(service, method)
         request_size = self.request_size
         response_size = self.response_size
@@ -120,6 +143,19 @@ class _Instruments:
 
 
 _DIRECTION = {"server": "inbound", "client": "outbound"}
+
+
+def _is_unset_proxy(instrument: Any) -> bool:
+    """Whether ``instrument`` is the API's proxy, not (yet) backed by an SDK instrument.
+
+    ``_real_instrument`` is the proxy's own attribute (opentelemetry-api
+    1.x): an API that changes it makes this False, which only costs the
+    no-op fast path, never a record.
+    """
+    return getattr(instrument, "_real_instrument", _NOT_A_PROXY) is None
+
+
+_NOT_A_PROXY = object()
 
 
 class ServerMetricsMiddleware:
