@@ -58,7 +58,7 @@ import sys
 import weakref
 from typing import Any, Awaitable, Callable
 
-__all__ = ["apply", "add_shutdown_listener", "ShutdownListener"]
+__all__ = ["apply", "add_shutdown_listener", "remove_shutdown_listener", "ShutdownListener"]
 
 log = logging.getLogger("grpcasgi.asgi")
 
@@ -106,7 +106,15 @@ def add_shutdown_listener(listener: ShutdownListener) -> None:
         ref = weakref.WeakMethod(listener)
     else:
         ref = lambda: listener  # noqa: E731
+    # Entries of finished event loops (an app started under several loops,
+    # as in tests) would keep those loops alive.
+    _listeners[:] = [(lp, r) for lp, r in _listeners if not lp.is_closed() and r() is not None]
     _listeners.append((loop, ref))
+
+
+def remove_shutdown_listener(listener: ShutdownListener) -> None:
+    """Forget ``listener`` (an app shut down by its lifespan before the worker's shutdown)."""
+    _listeners[:] = [(lp, r) for lp, r in _listeners if r() is not None and r() != listener]
 
 
 # -- the HTTP/2 protocol ------------------------------------------------------------
@@ -274,13 +282,20 @@ def _patch_worker_context() -> None:
         context = self
 
         async def set_terminated() -> None:
+            # Whatever fails here must not stop Hypercorn's own shutdown.
             first = not event.is_set()
             if first:
-                await _shutdown_started(context)
+                try:
+                    await _shutdown_started(context)
+                except Exception:
+                    log.exception("grpcasgi: shutdown notice failed")
             await set_event()
             if first:
                 for proto in [p for p in list(_protocols) if p.context is context and not p.closed]:
-                    await _goaway(proto)
+                    try:
+                        await _goaway(proto)
+                    except Exception:
+                        log.exception("grpcasgi: could not send GOAWAY")
 
         event.set = set_terminated
 

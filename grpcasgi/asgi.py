@@ -193,6 +193,7 @@ class App:
     async def serve_shutdown(self) -> None:
         """The services' ``__on_close__`` hooks (unless the server's shutdown
         already ran them), then :meth:`shutdown`."""
+        _hypercorn.remove_shutdown_listener(self.server_shutting_down)
         if self._grace_timer is not None:
             self._grace_timer.cancel()
             self._grace_timer = None
