@@ -33,7 +33,6 @@ __all__ = ["Middleware", "build_stack", "endpoint", "ServerCall", "CancelReason"
 log = logging.getLogger("grpcasgi.server")
 
 
-
 class Middleware:
     """A middleware class and its options, instantiated when the stack is built.
 
