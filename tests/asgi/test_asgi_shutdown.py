@@ -19,6 +19,8 @@ import json
 import signal
 from typing import AsyncIterator, Iterator
 
+import grpc
+import grpc.aio
 import pytest
 
 from asgi_procs import ServerProcess
@@ -63,16 +65,30 @@ def report(server: ServerProcess) -> dict[str, int]:
 async def test_sigterm_tells_health_watchers_not_serving_before_connections_close(
     server: ServerProcess, channel: Channel
 ) -> None:
-    async with channel.request(WATCH, Cardinality.UNARY_STREAM, HealthCheckRequest, HealthCheckResponse, timeout=20) as watch:
-        await watch.send_message(HealthCheckRequest(), end=True)
-        assert (await watch.recv_message()).status == HealthCheckResponse.SERVING
-        mark = len(server.lines)
-        server.proc.send_signal(signal.SIGTERM)
-        # Well within the 2 s graceful_timeout, over the still-open connection:
-        update = await asyncio.wait_for(watch.recv_message(), 1.5)
-        assert update.status == HealthCheckResponse.NOT_SERVING
-        assert await watch.recv_message() is None
-        await watch.recv_trailing_metadata()  # an OK end, not a dropped connection
+    """Our client and grpcio (grpc.aio) each watch; both hear NOT_SERVING, then an OK end."""
+    gch = grpc.aio.insecure_channel(f"127.0.0.1:{server.ports['http']}")
+    try:
+        grpcio_watch = gch.unary_stream(
+            WATCH,
+            request_serializer=HealthCheckRequest.SerializeToString,
+            response_deserializer=HealthCheckResponse.FromString,
+        )(HealthCheckRequest(), timeout=20)
+        assert (await grpcio_watch.read()).status == HealthCheckResponse.SERVING
+        async with channel.request(WATCH, Cardinality.UNARY_STREAM, HealthCheckRequest, HealthCheckResponse, timeout=20) as watch:
+            await watch.send_message(HealthCheckRequest(), end=True)
+            assert (await watch.recv_message()).status == HealthCheckResponse.SERVING
+            mark = len(server.lines)
+            server.proc.send_signal(signal.SIGTERM)
+            # Well within the 2 s graceful_timeout, over the still-open connection:
+            update = await asyncio.wait_for(watch.recv_message(), 1.5)
+            assert update.status == HealthCheckResponse.NOT_SERVING
+            assert await watch.recv_message() is None
+            await watch.recv_trailing_metadata()  # an OK end, not a dropped connection
+        assert (await asyncio.wait_for(grpcio_watch.read(), 1.5)).status == HealthCheckResponse.NOT_SERVING
+        assert await grpcio_watch.read() is grpc.aio.EOF
+        assert await grpcio_watch.code() is grpc.StatusCode.OK
+    finally:
+        await gch.close()
     await logged(server, mark, "grpcasgi.asgi", "Hypercorn is shutting down")
     await logged(server, mark, "grpcasgi.contrib.health", "NOT_SERVING")
     assert exit_status(server) == 0
