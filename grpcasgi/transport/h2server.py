@@ -595,7 +595,7 @@ class H2ServerProtocol(H2Protocol):
         for call in list(self.calls.values()):
             self.forget(call.writer)
             call.on_reset(CancelReason.DISCONNECT)
-        if not self.calls and self.transport is not None:
+        if not self.calls and self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
     def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
@@ -651,7 +651,11 @@ class H2ServerProtocol(H2Protocol):
             self.lifecycle.pings.reset()
         super().flush()
         if self._closing and not self.calls and not self._pump_set and self.transport is not None:
-            self.transport.close()
+            # Once only: asyncio's SSL transport drops its protocol on a second
+            # close(), and any later write (a shutdown's GOAWAY) then raises
+            # AttributeError (seen on 3.12, where connection_lost comes later).
+            if not self.transport.is_closing():
+                self.transport.close()
 
     def call_done(self, call: H2ServerCall) -> None:
         self.calls.pop(call.stream_id, None)
