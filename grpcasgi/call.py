@@ -11,6 +11,7 @@ the same stack.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextvars
 import enum
@@ -168,7 +169,7 @@ def make_scope(
     }
 
 
-class ServerCall:
+class ServerCall(abc.ABC):
     """Runtime-independent lifecycle of one server call.
 
     Subclasses implement :meth:`receive`, :meth:`send` (which must set
@@ -196,11 +197,13 @@ class ServerCall:
         self.response_ended = False
         self._running = False  # _run has begun
 
+    @abc.abstractmethod
     async def receive(self) -> ReceiveEvent:
-        raise NotImplementedError  # pragma: no cover - provided by runtimes
+        """The next request event (the runtime's side of ``receive``)."""
 
+    @abc.abstractmethod
     async def send(self, event: SendEvent) -> None:
-        raise NotImplementedError  # pragma: no cover - provided by runtimes
+        """Deliver one response event to the peer (the runtime's side of ``send``)."""
 
     def closed(self) -> None:
         """Called once when the call's task ends, whatever the outcome."""
