@@ -27,6 +27,13 @@ against Hypercorn 0.18, see ``docs/asgi.md``):
   it). Only beyond that budget does the reader pause, which is the sole way
   to push back on a client under ASGI.
 
+* Shutdown starts before the lifespan says so: Hypercorn sends
+  ``lifespan.shutdown`` only after its connections are gone, so under
+  Hypercorn :meth:`App.server_shutting_down` is called when the worker
+  *begins* draining (``grpcasgi._hypercorn``): the services' ``__on_close__``
+  hooks run while clients can still hear them, and calls still running at
+  the end of the grace are cancelled with a status.
+
 :class:`GrpcDispatcher` (or :func:`mount_grpc`) serves this app and any
 other ASGI app (Starlette, FastAPI) on one port, by content type.
 """

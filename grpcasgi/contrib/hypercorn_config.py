@@ -12,6 +12,12 @@ connection open for the life of the client and send every call on it:
 * ``h2_max_concurrent_streams`` (default 100) is raised to the bundled
   server's 1000, so both runtimes allow as many concurrent calls.
 
+``graceful_timeout`` (default 3 s) keeps Hypercorn's value: on SIGTERM,
+calls in flight get it minus a margin (a quarter, at most 1 s) before
+``grpcasgi.asgi.App`` cancels them with UNAVAILABLE (see "Shutdown under
+Hypercorn" in ``docs/asgi.md``); raise it with ``--graceful-timeout`` for
+long calls that should survive a deploy.
+
 Everything else keeps Hypercorn's defaults: h2c with prior knowledge on a
 plain ``--bind`` and ALPN ``h2`` under TLS (``--certfile/--keyfile``) are both
 on by default. Options given on the command line override these values.
