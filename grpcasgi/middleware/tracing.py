@@ -75,7 +75,10 @@ class _MetadataGetter:
     """Reads propagation headers from a metadata ``MultiDict`` (text values only)."""
 
     def get(self, carrier: Any, key: str) -> list[str] | None:
-        values = [v for v in carrier.getall(key, ()) if isinstance(v, str)]
+        values = carrier.getall(key, None)  # usually absent: no list built then
+        if values is None:
+            return None
+        values = [v for v in values if isinstance(v, str)]
         return values or None
 
     def keys(self, carrier: Any) -> list[str]:
@@ -156,11 +159,35 @@ class _Tracing:
         self._trace = trace
         self._context = context
         self._propagate = propagate
-        self.tracer = trace.get_tracer(
+        self.tracer: Any = trace.get_tracer(
             INSTRUMENTATION_NAME, __version__, tracer_provider=tracer_provider, schema_url=SCHEMA_URL
         )
         self.propagator = propagator
         self.message_events = message_events
+        # Without an SDK spans record nothing, and their attributes, the
+        # proxy's indirections and observing the call would be wasted: see
+        # noop_tracer(). A NoOpTracer (an explicit no-op provider) stays one;
+        # the API's ProxyTracer (no global provider yet) forwards to the SDK's
+        # tracer from the moment one is set, so it is asked per call.
+        self._noop: Any = self.tracer if isinstance(self.tracer, trace.NoOpTracer) else None
+        self._proxy = isinstance(self.tracer, trace.ProxyTracer) and hasattr(type(self.tracer), "_tracer")
+
+    def noop_tracer(self) -> Any:
+        """The no-op tracer spans started now come from, or None if they may record.
+
+        A ProxyTracer resolves its delegate (``_tracer``, opentelemetry-api
+        1.x) in every ``start_span``; reading it here is the same lookup, done
+        once per call. Were that property gone, ``_proxy`` is False and every
+        call takes the general path.
+        """
+        if self._noop is not None:
+            return self._noop
+        if self._proxy:
+            delegate = self.tracer._tracer
+            if isinstance(delegate, self._trace.NoOpTracer):
+                return delegate
+            self._proxy = False  # a provider was set: the proxy forwards to it for good
+        return None
 
     def textmap(self) -> Any:
         # Looked up per call so that configuring propagators after the
@@ -198,6 +225,17 @@ class ServerTracingMiddleware:
         tracing = self._tracing
         trace = tracing._trace
         parent = tracing.textmap().extract(scope["metadata"], getter=_GETTER)
+        noop = tracing.noop_tracer()
+        if noop is not None:
+            # No SDK: the span is the caller's (or the invalid span), which is
+            # all the handler and its outgoing calls need for propagation.
+            span = noop.start_span("", context=parent, kind=trace.SpanKind.SERVER)
+            token = tracing._context.attach(trace.set_span_in_context(span, parent))
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                tracing._context.detach(token)
+            return
         attributes = call_attributes(scope["service"], scope["method"], scope["authority"])
         attributes.update(peer_attributes(scope["peer"].addr()))
         span = tracing.tracer.start_span(
@@ -254,6 +292,18 @@ class ClientTracingMiddleware:
     async def __call__(self, scope: ClientScope, receive: Receive, send: Send) -> None:
         tracing = self._tracing
         trace = tracing._trace
+        noop = tracing.noop_tracer()
+        if noop is not None:
+            # No SDK: the current span (if any) is passed on, as the proxy would.
+            span = noop.start_span("", kind=trace.SpanKind.CLIENT)
+            ctx = trace.set_span_in_context(span)
+            tracing.textmap().inject(scope["metadata"], context=ctx, setter=_SETTER)
+            token = tracing._context.attach(ctx)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                tracing._context.detach(token)
+            return
         span = tracing.tracer.start_span(
             f"{scope['service']}/{scope['method']}",
             kind=trace.SpanKind.CLIENT,
