@@ -250,3 +250,29 @@ def test_modules_import_without_opentelemetry() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "pip install 'grpcasgi[otel]'" in result.stdout
+
+
+def test_package_exports_client_and_otel_middleware_lazily() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['opentelemetry'] = None  # make any import of it fail\n"
+        "import grpcasgi.middleware as mw\n"
+        "assert 'grpcasgi.client' not in sys.modules, 'server-only imports load the client'\n"
+        "from grpcasgi.middleware import *\n"
+        "from grpcasgi.middleware import retry, credentials, tracing, metrics\n"
+        "assert RetryMiddleware is retry.RetryMiddleware and RetryThrottle is retry.RetryThrottle\n"
+        "assert CallCredentialsMiddleware is credentials.CallCredentialsMiddleware\n"
+        "assert ApiKeyCredentialsMiddleware is credentials.ApiKeyCredentialsMiddleware\n"
+        "assert ServerTracingMiddleware is tracing.ServerTracingMiddleware\n"
+        "assert ClientTracingMiddleware is tracing.ClientTracingMiddleware\n"
+        "assert ServerMetricsMiddleware is metrics.ServerMetricsMiddleware\n"
+        "assert ClientMetricsMiddleware is metrics.ClientMetricsMiddleware\n"
+        "assert {'RetryMiddleware', 'ClientMetricsMiddleware'} <= set(dir(mw))\n"
+        "try:\n"
+        "    mw.NoSuchMiddleware\n"
+        "except AttributeError:\n"
+        "    print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
