@@ -55,6 +55,23 @@ async def test_max_concurrent_streams_refuses_excess_streams(serve: Any) -> None
         raw.reset(second)
 
 
+async def test_a_burst_above_the_stream_limit_refuses_the_newest_streams(serve: Any) -> None:
+    """Three requests in one read (nothing awaited between the writes, so the
+    server reads them together): the streams within the limit run, the one
+    above it is refused. h2 counts every stream of the read before the first
+    request is handled; the server used to refuse stream 1 and serve stream 5."""
+    server, echo = await serve(http2_max_concurrent_streams=2)
+    async with peer(server.port) as raw:
+        raw.handshake()
+        first, second, third = raw.call(path="/h.Echo/Hang"), raw.call(path="/h.Echo/Hang"), raw.call()
+        await raw.read_until(lambda: bool(raw.resets(third)))
+        assert raw.resets(third)[0].error_code == REFUSED_STREAM
+        assert not raw.resets(first) and not raw.resets(second)
+        assert echo.running == 2
+        raw.reset(first)
+        raw.reset(second)
+
+
 async def test_our_client_queues_above_the_stream_limit(serve: Any) -> None:
     server, _ = await serve(http2_max_concurrent_streams=3)
     async with Channel("127.0.0.1", server.port) as channel:
