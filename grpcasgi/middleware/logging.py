@@ -138,13 +138,18 @@ class LoggingMiddleware:
         if logger is None or isinstance(logger, str):
             logger = logging.getLogger(logger or "grpcasgi.access")
         self.logger = logger
+        #: The highest level an access record can have; None when unknown (a function).
+        self._highest_level: int | None
         if level_for_status is None:
             self.level_for_status: LevelForStatus = default_level_for_status
+            self._highest_level = max(logging.ERROR, *DEFAULT_LEVELS.values())
         elif callable(level_for_status):
             self.level_for_status = level_for_status
+            self._highest_level = None
         else:
             levels = {**DEFAULT_LEVELS, **level_for_status}
             self.level_for_status = lambda status: levels.get(status, logging.ERROR)
+            self._highest_level = max(logging.ERROR, *levels.values())
         self.log_payloads = log_payloads
         self.payload_level = payload_level
         self.max_payload_chars = max_payload_chars
@@ -162,6 +167,12 @@ class LoggingMiddleware:
 
             def on_response(event: ResponseMessageEvent) -> None:
                 self._payload(scope, "response", event["message"])
+
+        elif self._highest_level is not None and not self.logger.isEnabledFor(self._highest_level):
+            # No record of this call could be emitted (the logger is off):
+            # observing it would be wasted.
+            await self.app(scope, receive, send)
+            return
 
         def on_end(outcome: CallOutcome) -> None:
             self._access(scope, outcome)
