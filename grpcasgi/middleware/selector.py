@@ -36,6 +36,9 @@ SYSTEM_SERVICES: tuple[str, ...] = ("grpc.health.v1.Health", "grpc.reflection.*"
 
 Predicate = Callable[[Scope], bool]
 
+#: Bound on the paths a Selector remembers (routed methods only).
+_CACHE_LIMIT = 4096
+
 
 def matches(pattern: str, scope: Scope) -> bool:
     """Whether one glob ``pattern`` selects the call in ``scope`` (see the module docs)."""
@@ -67,7 +70,7 @@ class Selector:
     the same inner app, when the stack is built.
     """
 
-    __slots__ = ("app", "middleware", "include", "exclude", "predicate")
+    __slots__ = ("app", "middleware", "include", "exclude", "predicate", "_matched")
 
     def __init__(
         self,
@@ -86,13 +89,24 @@ class Selector:
         self.include = _patterns(include, "include")
         self.exclude = _patterns(exclude, "exclude")
         self.predicate = predicate
+        # Whether a path matches the patterns, by path: glob matching cost more
+        # than many middleware it guards. Only routed methods are remembered
+        # (their number is fixed by the services); clients can invent unknown
+        # paths without end, so those are matched per call.
+        self._matched: dict[str, bool] = {}
 
-    def selects(self, scope: Scope) -> bool:
+    def _matches(self, scope: Scope) -> bool:
         if self.include is not None and not any(matches(p, scope) for p in self.include):
             return False
-        if self.exclude is not None and any(matches(p, scope) for p in self.exclude):
-            return False
-        return self.predicate is None or bool(self.predicate(scope))
+        return self.exclude is None or not any(matches(p, scope) for p in self.exclude)
+
+    def selects(self, scope: Scope) -> bool:
+        matched = self._matched.get(scope["path"])
+        if matched is None:
+            matched = self._matches(scope)
+            if scope.get("handler") is not None and len(self._matched) < _CACHE_LIMIT:
+                self._matched[scope["path"]] = matched
+        return matched and (self.predicate is None or bool(self.predicate(scope)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.selects(scope):

@@ -95,3 +95,28 @@ async def test_selector_as_a_plain_middleware_entry() -> None:
     async with serve([Middleware(Selector, Middleware(Reject), include="/test.Echo/Sum")]) as (_, client):
         assert await client.unary() == "echo:hi"
         await expect_status(client.Sum([Int32Value(value=1)]), Status.PERMISSION_DENIED)
+
+
+async def test_selection_stays_the_same_once_remembered() -> None:
+    # The first call to a method matches the patterns; later ones use what was remembered.
+    echo = Echo()
+    entry = select(Middleware(Reject), include=["test.Echo/*"], exclude=["/test.Echo/Count"])
+    async with serve([entry], [echo]) as (_, client):
+        for _ in range(3):
+            await expect_status(client.unary(), Status.PERMISSION_DENIED)
+            assert [r.value for r in await client.Count(Int32Value(value=2))] == [0, 1]
+            await expect_status(client.Missing(StringValue()), Status.PERMISSION_DENIED)
+    assert echo.entered == ["Count"] * 3
+
+
+def test_only_routed_paths_are_remembered() -> None:
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:  # pragma: no cover - not called
+        pass
+
+    selector = Selector(inner, Middleware(Reject), exclude=SYSTEM_SERVICES)
+    for i in range(100):  # a client inventing paths must not grow the server's memory
+        assert selector.selects({**scope_for(f"/x.Probe/M{i}"), "handler": None})
+    assert len(selector._matched) == 0
+    health = {**scope_for("/grpc.health.v1.Health/Check"), "handler": object()}
+    assert not selector.selects(health) and not selector.selects(health)
+    assert selector._matched == {"/grpc.health.v1.Health/Check": False}
