@@ -22,6 +22,12 @@ log = logging.getLogger("grpcasgi.transport")
 #: Queued output of one stream above which the sender waits for the peer.
 HIGH_WATER = 256 * 1024
 
+#: Bytes of one stream moved into h2 per round of a flush; large output is
+#: written in rounds of this size instead of building a buffer of a whole
+#: large message (fresh multi-MiB buffers cost page faults, and h2's
+#: outgoing buffer is copied whole by data_to_send).
+WRITE_CHUNK = 64 * 1024
+
 
 class StreamWriter:
     """Output queue of one HTTP/2 stream.
@@ -93,11 +99,13 @@ class StreamWriter:
             if out:
                 window = conn.local_flow_control_window(sid)
                 max_frame = conn.max_outbound_frame_size
-                while out and window > 0:
+                budget = WRITE_CHUNK
+                while out and window > 0 and budget > 0:
                     n = min(window, max_frame, self.size)
                     end = self._end and self._end_headers is None and n == self.size
                     conn.send_data(sid, self._take(n), end_stream=end)
                     window -= n
+                    budget -= n
                     if end:
                         self._finish_end()
                         return True
@@ -196,14 +204,21 @@ class H2Protocol(asyncio.Protocol):
 
     def flush(self) -> None:
         self._flush_handle = None
-        if self._pump_set:
-            self.pump()
-        transport = self.transport
-        if transport is None:
-            return
-        data = self.conn.data_to_send()
-        if data:
+        while True:
+            if self._pump_set:
+                self.pump()
+            transport = self.transport
+            if transport is None:
+                return
+            data = self.conn.data_to_send()
+            if not data:
+                return
             transport.write(data)
+            # Small output leaves in this one write; streams with more than
+            # WRITE_CHUNK queued go on in further rounds while the
+            # transport takes it.
+            if self._paused or not self._pump_set:
+                return
 
     def cancel_flush(self) -> None:
         if self._flush_handle is not None:
