@@ -171,6 +171,12 @@ def pinning() -> tuple[list[str], list[str], str]:
     return [], [], "not pinned (taskset missing or a single CPU)"
 
 
+def load_average() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return "unknown"
+
+
 def machine_description() -> list[str]:
     cpu = "unknown"
     with contextlib.suppress(OSError):
@@ -731,6 +737,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     started = time.monotonic()
+    load_before = load_average()
     settings = SMOKE if args.smoke else FULL
     if args.runs or args.duration:
         settings = Settings(**{**settings.__dict__, **({"runs": args.runs} if args.runs else {}),
@@ -781,7 +788,13 @@ def main(argv: list[str] | None = None) -> int:
             client_runs.append(measure_clients(bench, pin_server, work, log))
     profile = [] if (args.smoke or args.no_profile) else profile_bundled(bench, pin_server, work, log)
     elapsed = time.monotonic() - started
-    write_results(output, settings, kinds, server_runs, client_runs, command, pin_desc, elapsed, profile, args.smoke)
+    machine = machine_description() + [
+        f"- load average (1, 5, 15 min) at the start: {load_before}; at the end: {load_average()} "
+        "(other work on the machine shares both CPUs; compare ratios, not absolute numbers)"
+    ]
+    write_results(
+        output, settings, kinds, server_runs, client_runs, command, pin_desc, elapsed, profile, args.smoke, machine=machine
+    )
     (output.parent / "results.json").write_text(
         json.dumps(
             {
@@ -794,7 +807,7 @@ def main(argv: list[str] | None = None) -> int:
                 "elapsed": elapsed,
                 "profile": profile,
                 "smoke": args.smoke,
-                "machine": machine_description(),
+                "machine": machine,
             },
             indent=1,
         )
