@@ -35,6 +35,7 @@ from typing import Any, Callable, Mapping
 from ..protocol.status import Status
 from ..types import Receive, RequestMessageEvent, ResponseMessageEvent, Scope, Send
 from .base import CallObserver, CallOutcome, peer_string
+from .base import log as _log
 
 __all__ = ["LoggingMiddleware", "DEFAULT_LEVELS", "default_level_for_status"]
 
@@ -174,13 +175,20 @@ class LoggingMiddleware:
             await self.app(scope, receive, send)
             return
 
-        def on_end(outcome: CallOutcome) -> None:
-            self._access(scope, outcome)
-
-        async with CallObserver(
-            scope, receive, send, on_end=on_end, on_request=on_request, on_response=on_response
-        ) as call:
+        # CallObserver without ``async with``: the context manager's two
+        # coroutines cost more per call than the rest of this method.
+        call = CallObserver(scope, receive, send, on_request=on_request, on_response=on_response)
+        error: BaseException | None = None
+        try:
             await self.app(scope, call.receive, call.send)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            try:
+                self._access(scope, call.finish(error))
+            except Exception:  # never let the access log change the call
+                _log.exception("%s: access log failed", scope["path"])
 
     def _access(self, scope: Scope, outcome: CallOutcome) -> None:
         level = self.level_for_status(outcome.status)

@@ -188,3 +188,12 @@ async def test_logger_switched_off_and_on(caplog: pytest.LogCaptureFixture) -> N
         await client.unary()
     # the inner layer ends first
     assert [r.levelno for r in records(caplog)] == [logging.CRITICAL, logging.CRITICAL, logging.INFO]
+
+
+async def test_a_failing_access_log_does_not_change_the_call(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(status: Status) -> int:
+        raise RuntimeError("level function bug")
+
+    async with serve([Middleware(LoggingMiddleware, logger=LOGGER, level_for_status=broken)]) as (_, client):
+        assert await client.unary() == "echo:hi"
+    assert "/test.Echo/Unary: access log failed" in caplog.text
