@@ -99,14 +99,21 @@ class _SecretScheme:
         self._authenticate = authenticate
 
     async def check(self, scope: Scope, secret: str) -> Any:
-        if self._authenticate is not None:
-            principal = await _resolve(self._authenticate(scope, secret))
-        else:
-            presented = secret.encode("utf-8")
-            principal = None
-            for candidate, value in self._tokens:  # no early exit: constant work per call
-                if hmac.compare_digest(presented, candidate):
-                    principal = value
+        """The principal for ``secret``; :class:`AuthenticationError` if it is not valid."""
+        if self._authenticate is None:
+            return self._check_static(secret)
+        principal = await _resolve(self._authenticate(scope, secret))
+        if principal is None:
+            raise AuthenticationError(self.invalid_message)
+        return principal
+
+    def _check_static(self, secret: str) -> Any:
+        # Synchronous, so that schemes with static secrets await nothing.
+        presented = secret.encode("utf-8")
+        principal = None
+        for candidate, value in self._tokens:  # no early exit: constant work per call
+            if hmac.compare_digest(presented, candidate):
+                principal = value
         if principal is None:
             raise AuthenticationError(self.invalid_message)
         return principal
@@ -144,6 +151,8 @@ class BearerTokenScheme(_SecretScheme):
         token = token.strip()
         if not token:
             raise AuthenticationError("Malformed bearer token")
+        if self._authenticate is None:
+            return self._check_static(token)
         return await self.check(scope, token)
 
 
@@ -172,6 +181,8 @@ class APIKeyScheme(_SecretScheme):
         value = value.strip()
         if not value:
             raise AuthenticationError("Malformed API key")
+        if self._authenticate is None:
+            return self._check_static(value)
         return await self.check(scope, value)
 
 
