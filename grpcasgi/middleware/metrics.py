@@ -108,9 +108,7 @@ class _Instruments:
         return entry
 
     async def observe(self, scope: Any, service: str, method: str, app: Any, receive: Receive, send: Send) -> None:
-        if not self.recording():
-            await app(scope, receive, send)
-            return
+        """Run the call through ``app`` and record it (callers check :meth:`recording` first)."""
         base, by_status = self.attributes(service, method)
         request_size = self.request_size
         response_size = self.response_size
@@ -166,11 +164,15 @@ class ServerMetricsMiddleware:
         self._instruments = _Instruments("server", meter_provider)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        instruments = self._instruments
+        if not instruments.recording():
+            await self.app(scope, receive, send)
+            return
         if scope["handler"] is None:
             service = method = OTHER
         else:
             service, method = scope["service"], scope["method"]
-        await self._instruments.observe(scope, service, method, self.app, receive, send)
+        await instruments.observe(scope, service, method, self.app, receive, send)
 
 
 class ClientMetricsMiddleware:
@@ -181,4 +183,8 @@ class ClientMetricsMiddleware:
         self._instruments = _Instruments("client", meter_provider)
 
     async def __call__(self, scope: ClientScope, receive: Receive, send: Send) -> None:
-        await self._instruments.observe(scope, scope["service"], scope["method"], self.app, receive, send)
+        instruments = self._instruments
+        if not instruments.recording():
+            await self.app(scope, receive, send)
+            return
+        await instruments.observe(scope, scope["service"], scope["method"], self.app, receive, send)
