@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -133,14 +134,25 @@ async def serve(kind: str) -> None:
 
 
 class ServerProcess:
-    """A ``--serve`` child: its port, and its CPU time on request."""
+    """A ``--serve`` child: its port, and its CPU time on request.
 
-    def __init__(self, kind: str) -> None:
+    With ``callgrind=True`` it runs under ``valgrind --tool=callgrind`` and
+    :meth:`stop` returns valgrind's report (with the instruction count).
+    """
+
+    def __init__(self, kind: str, *, callgrind: bool = False) -> None:
+        command = [sys.executable, os.path.abspath(__file__), "--serve", kind]
+        env = None
+        if callgrind:
+            command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command]
+            env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same dict layouts in every run
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--serve", kind],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if callgrind else None,
             text=True,
+            env=env,
         )
         self.port = int(self._line())
 
@@ -157,14 +169,14 @@ class ServerProcess:
         self.proc.stdin.flush()
         return float(self._line())
 
-    def stop(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
+    def stop(self, timeout: float = 10) -> str:
+        """Stop the server (it exits when its stdin closes); its stderr if captured."""
         try:
-            self.proc.wait(10)
+            _, err = self.proc.communicate(timeout=timeout)  # closes stdin first
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait()
+            _, err = self.proc.communicate()
+        return err or ""
 
 
 # -- the client -------------------------------------------------------------------
@@ -245,6 +257,51 @@ async def run(args: argparse.Namespace) -> dict[str, list[tuple[float, float, fl
     return results
 
 
+# -- instruction counts ---------------------------------------------------------------
+
+_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+
+
+async def _call_many(port: int, metadata: dict[str, str] | None, calls: int, concurrency: int) -> None:
+    async with Channel("127.0.0.1", port) as channel:
+        method: UnaryUnaryMethod[StringValue, StringValue] = UnaryUnaryMethod(channel, PATH, StringValue, StringValue)
+        request = StringValue(value="hello")
+
+        async def caller(share: int) -> None:
+            for _ in range(share):
+                await method(request, metadata=metadata)
+
+        await asyncio.gather(*(caller(calls // concurrency + (i < calls % concurrency)) for i in range(concurrency)))
+
+
+def server_instructions(kind: str, calls: int, args: argparse.Namespace) -> int:
+    """Instructions the server process executes for start-up, warm-up and ``calls`` calls."""
+    server = ServerProcess(kind, callgrind=True)
+    try:
+        asyncio.run(_call_many(server.port, AUTH_METADATA, args.warmup + calls, args.concurrency))
+    finally:
+        report = server.stop(timeout=600)
+    match = _COLLECTED.search(report)
+    if match is None:
+        raise RuntimeError(f"no instruction count in valgrind's report:\n{report[-2000:]}")
+    return int(match.group(1))
+
+
+def callgrind(args: argparse.Namespace) -> None:
+    """Server instructions per call: runs of ``calls`` and ``2 * calls`` calls, so start-up cancels out."""
+    calls = args.callgrind
+    per_call = {}
+    for name, kind in (("none", "plain"), ("server", "middleware")):
+        short = server_instructions(kind, calls, args)
+        long = server_instructions(kind, 2 * calls, args)
+        per_call[name] = (long - short) / calls
+    print(f"server instructions per unary call over a socket (valgrind callgrind, {calls} vs {2 * calls} calls,")
+    print(f"{args.concurrency} concurrent callers; user-space instructions only, the kernel's socket work is not counted):")
+    print(f"  {LABELS['none']:<50}{per_call['none']:10.0f}")
+    added = per_call["server"] - per_call["none"]
+    print(f"  {LABELS['server']:<50}{per_call['server']:10.0f}  (+{added:.0f}, ratio {per_call['server'] / per_call['none']:.3f})")
+
+
 def report(results: dict[str, list[tuple[float, float, float]]], args: argparse.Namespace) -> None:
     def median(name: str, index: int) -> float:
         return statistics.median(r[index] for r in results[name])
@@ -252,6 +309,10 @@ def report(results: dict[str, list[tuple[float, float, float]]], args: argparse.
     def ratio(name: str, index: int) -> float:
         return statistics.median(r[index] / b[index] for r, b in zip(results[name], results["none"]))
 
+    if args.verbose:
+        for name in SETUPS:
+            rounds = "  ".join(f"{rate:6.0f}/s {server:6.1f} {client:6.1f}" for rate, client, server in results[name])
+            print(f"  {name:<8}{rounds}   (per round: calls/s, server and client CPU us/call)")
     print(f"unary calls, {args.concurrency} concurrent caller(s), median of {args.rounds} round(s); OpenTelemetry no-op:")
     print(f"  {'':<50}{'calls/s':>9}{'server CPU':>12}{'client CPU':>12}")
     print(f"  {'':<50}{'':>9}{'us/call':>12}{'us/call':>12}")
@@ -273,6 +334,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=4, help="concurrent callers (default 4)")
     parser.add_argument("--count", type=int, default=None, help="calls per round instead of a duration")
     parser.add_argument("--warmup", type=int, default=200, help="calls per setup before measuring (default 200)")
+    parser.add_argument("--verbose", action="store_true", help="print every round's figures too")
+    parser.add_argument(
+        "--callgrind",
+        type=int,
+        metavar="CALLS",
+        help="instead, count the server's instructions per call under valgrind (e.g. 500; takes minutes)",
+    )
     parser.add_argument("--serve", choices=("plain", "middleware"), help=argparse.SUPPRESS)  # the server process
     args = parser.parse_args(argv)
     if args.count is not None:
@@ -285,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.serve:
         asyncio.run(serve(args.serve))
+        return 0
+    if args.callgrind:
+        callgrind(args)
         return 0
     report(asyncio.run(run(args)), args)
     return 0

@@ -96,6 +96,7 @@ SETUPS: dict[str, Callable[[], list[Middleware]]] = {
     "metrics": _otel("metrics"),
     "full": lambda: list(SERVER_MIDDLEWARE),
     # Not part of the stack; measured so that no built-in is left unprofiled.
+    "logging(off)": lambda: [Middleware(LoggingMiddleware, logger=OFF_LOGGER)],
     "select(auth)": lambda: [select(_AUTH, exclude=SYSTEM_SERVICES)],
     "errors": lambda: [Middleware(ErrorMappingMiddleware)],
     "concurrency": lambda: [Middleware(ConcurrencyLimitMiddleware, max_in_flight=100)],
@@ -167,11 +168,16 @@ class Bench:
                 await asyncio.sleep(0)
 
 
+#: An access logger switched off (level above ERROR), for the "logging(off)" setup.
+OFF_LOGGER = "bench.access.off"
+
+
 def quiet_access_log() -> None:
     access = logging.getLogger("grpcasgi.access")
     access.setLevel(logging.INFO)
     access.addHandler(logging.NullHandler())
     access.propagate = False
+    logging.getLogger(OFF_LOGGER).setLevel(logging.CRITICAL)
 
 
 async def measure(names: list[str], calls: int, rounds: int) -> dict[str, float]:
