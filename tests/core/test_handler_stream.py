@@ -125,7 +125,10 @@ async def test_request_metadata_user_agent_peer_deadline(start_server: Any, clie
     assert seen["user_agent"].startswith(expected_agent)
     assert seen["peer"][0] == "127.0.0.1" and isinstance(seen["peer"][1], int)
     assert seen["cert"] is None
-    assert 25 < seen["deadline"] <= 30
+    # grpc core derives grpc-timeout from a cached "now" that lags under load
+    # and rounds up (to 100 ms at this size): grpcio may announce a bit more
+    # than the 30 s asked for (seen: 30.1 s on a loaded machine).
+    assert 25 < seen["deadline"] <= (30 if client_call.kind == "ours" else 31)
 
 
 async def test_no_deadline_without_timeout(start_server: Any, client_call: Any) -> None:
