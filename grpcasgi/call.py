@@ -27,6 +27,7 @@ from .protocol.headers import RequestHead
 from .protocol.status import Status
 from .routing import Router
 from .stream import Stream
+from .timers import DeadlineTimer, deadline_timers
 from .types import VERSION_INFO, App, Receive, ReceiveEvent, Scope, Send, SendEvent
 
 __all__ = ["Middleware", "build_stack", "endpoint", "ServerCall", "CancelReason", "cancel_reason", "make_scope"]
@@ -192,7 +193,7 @@ class ServerCall(abc.ABC):
         self.task: asyncio.Task[None] | None = None
         self.cancel_reason: CancelReason | None = None
         self.armed_deadline: Deadline | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: DeadlineTimer | None = None
         self.response_started = False
         self.response_ended = False
         self._running = False  # _run has begun
@@ -242,8 +243,10 @@ class ServerCall(abc.ABC):
             self._timer.cancel()
             self._timer = None
         if deadline is not None:
+            # Shared slot timers, not a loop timer per call: nearly every
+            # deadline is disarmed long before it expires (see timers.py).
             loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(deadline.time_remaining(), self._expire)
+            self._timer = deadline_timers(loop).call_later(deadline.time_remaining(), self._expire)
 
     def _expire(self) -> None:
         self._timer = None
