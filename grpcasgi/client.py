@@ -32,6 +32,7 @@ from .protocol.framing import frame_header
 from .protocol.headers import TrailersInfo, request_headers
 from .protocol.metadata import MetadataLike, MetadataValue, encode_metadata
 from .protocol.status import Status
+from .timers import DeadlineTimer, deadline_timers
 from .transport.base import HIGH_WATER
 from .transport.h2client import H2ClientProtocol, H2ClientStream
 
@@ -366,7 +367,7 @@ class Stream(Generic[_Req, _Rep]):
         self._compression = compression if compression != "identity" else None
         self._h2: H2ClientStream | None = None
         self._proto: H2ClientProtocol | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: DeadlineTimer | None = None
         self._deadline_hit = False
         self._end_sent = False
         self._cancelled = False
@@ -452,7 +453,8 @@ class Stream(Generic[_Req, _Rep]):
         self._proto = proto
         self.peer = proto.peer
         if deadline is not None:
-            self._timer = proto.loop.call_later(deadline.time_remaining(), self._on_deadline)
+            # Shared slot timers: most deadlines are disarmed long before (timers.py).
+            self._timer = deadline_timers(proto.loop).call_later(deadline.time_remaining(), self._on_deadline)
         if end:
             self._end_sent = True
             self._h2.writer.end()
