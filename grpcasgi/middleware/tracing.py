@@ -147,6 +147,23 @@ def _reply_size(message: Any) -> int | None:
         return None
 
 
+def _w3c_fields(textmap: Any) -> tuple[str, ...] | None:
+    """The headers ``textmap`` reads if it consists of W3C trace-context/baggage propagators only."""
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    parts = getattr(textmap, "_propagators", None) if isinstance(textmap, CompositePropagator) else [textmap]
+    if parts is None:
+        return None
+    fields: list[str] = []
+    for part in parts:
+        if type(part) not in (TraceContextTextMapPropagator, W3CBaggagePropagator):
+            return None
+        fields.extend(part.fields)
+    return tuple(dict.fromkeys(fields))
+
+
 class _Tracing:
     """What both middleware share: the tracer, the propagator, ending a span."""
 
@@ -171,6 +188,8 @@ class _Tracing:
         # tracer from the moment one is set, so it is asked per call.
         self._noop: Any = self.tracer if isinstance(self.tracer, trace.NoOpTracer) else None
         self._proxy = isinstance(self.tracer, trace.ProxyTracer) and hasattr(type(self.tracer), "_tracer")
+        #: (textmap, the header names it reads if it is W3C-only, else None)
+        self._w3c_fields: tuple[Any, tuple[str, ...] | None] | None = None
 
     def noop_tracer(self) -> Any:
         """The no-op tracer spans started now come from, or None if they may record.
@@ -188,6 +207,26 @@ class _Tracing:
                 return delegate
             self._proxy = False  # a provider was set: the proxy forwards to it for good
         return None
+
+    def nothing_to_propagate(self, textmap: Any, metadata: Any) -> bool:
+        """Whether extracting ``textmap`` from ``metadata`` is known to yield an empty context.
+
+        True when ``textmap`` is made only of the W3C propagators (trace
+        context and baggage: the default), whose extraction reads nothing but
+        their ``fields`` and returns an empty context when those headers are
+        absent. Another propagator may read more than it declares (Jaeger's
+        reads every ``uberctx-*`` key), so it is always asked.
+        """
+        cached = self._w3c_fields
+        if cached is None or cached[0] is not textmap:
+            cached = self._w3c_fields = (textmap, _w3c_fields(textmap))
+        fields = cached[1]
+        if fields is None:
+            return False
+        for name in fields:
+            if name in metadata:
+                return False
+        return True
 
     def textmap(self) -> Any:
         # Looked up per call so that configuring propagators after the
@@ -224,8 +263,18 @@ class ServerTracingMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         tracing = self._tracing
         trace = tracing._trace
-        parent = tracing.textmap().extract(scope["metadata"], getter=_GETTER)
         noop = tracing.noop_tracer()
+        textmap = tracing.textmap()
+        if (
+            noop is not None
+            and tracing.nothing_to_propagate(textmap, scope["metadata"])
+            and not tracing._context.get_current()
+        ):
+            # No SDK, no caller context and none around: the context the
+            # handler would run in is empty either way (an invalid span).
+            await self.app(scope, receive, send)
+            return
+        parent = textmap.extract(scope["metadata"], getter=_GETTER)
         if noop is not None:
             # No SDK: the span is the caller's (or the invalid span), which is
             # all the handler and its outgoing calls need for propagation.

@@ -75,6 +75,8 @@ async def main() -> dict[str, Any]:
         # 1. No SDK: a call carrying a remote parent and baggage, one without.
         await method(StringValue(), metadata={"traceparent": REMOTE_TRACEPARENT, "baggage": "tenant=acme"})
         await method(StringValue())
+        # Baggage alone (no traceparent) is still extracted and passed on.
+        await method(StringValue(), metadata={"baggage": "tenant=initech"})
 
         # 2. An SDK arrives after the middleware were built.
         from opentelemetry.sdk.metrics import MeterProvider

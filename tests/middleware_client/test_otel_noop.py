@@ -22,12 +22,14 @@ def test_noop_mode_propagates_and_a_late_sdk_records() -> None:
     proc = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    remote, plain, recorded = result["seen"]
+    remote, plain, baggage_only, recorded = result["seen"]
     # No SDK, a caller's context: the handler runs in it and passes it on.
     assert (remote["trace_id"], remote["span_id"], remote["tenant"]) == (REMOTE_TRACE_ID, REMOTE_SPAN_ID, "acme")
     assert remote["downstream_traceparent"] == f"00-{REMOTE_TRACE_ID}-{REMOTE_SPAN_ID}-01"
     # No SDK, no context: nothing to propagate.
     assert plain == {"trace_id": "0" * 32, "span_id": "0" * 16, "tenant": None, "downstream_traceparent": ""}
+    # No SDK, baggage but no trace context: the baggage is still the handler's.
+    assert baggage_only == {"trace_id": "0" * 32, "span_id": "0" * 16, "tenant": "initech", "downstream_traceparent": ""}
     # SDK set after the middleware were built: real spans, and the server span is the handler's.
     assert recorded["trace_id"] != "0" * 32 and recorded["tenant"] == "globex"
     assert recorded["downstream_traceparent"].startswith(f"00-{recorded['trace_id']}-")
