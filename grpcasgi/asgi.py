@@ -46,21 +46,21 @@ import logging
 from typing import Any, AsyncContextManager, AsyncIterator, Awaitable, Callable, Collection, MutableMapping, Sequence
 
 from . import _hypercorn
-from .call import CancelReason, Middleware, ServerCall, build_stack, endpoint, make_scope
+from .call import CancelReason, Middleware, build_stack, endpoint, make_scope
 from .codec import CodecBase, StatusDetailsCodecBase, default_status_details_codec
 from .config import Configuration
-from .exceptions import GRPCError, ProtocolError, StreamTerminatedError
+from .exceptions import ProtocolError, StreamTerminatedError
 from .peer import Peer
 from .protocol.compression import SUPPORTED_ENCODINGS
 from .protocol.content_type import content_type_for, is_grpc_content_type
-from .protocol.framing import FramingError, MessageDecoder, MessageTooLarge
+from .protocol.framing import MessageDecoder
 from .protocol.metadata import encode_metadata
 from .protocol.headers import RequestRejected, parse_request, response_headers, trailers
 from .protocol.status import STATUS_HEADER_VALUES, Status, encode_grpc_message
 from .routing import Router
 from .server import LifecycleHook, Server, make_codecs, run_hooks
-from .transport.messages import decode_request_message, encode_reply_message, end_of_call, response_encoding
-from .types import ReceiveEvent, Scope, SendEvent
+from .transport.messages import DecodingServerCall, encode_reply_message, end_of_call, response_encoding
+from .types import Scope, SendEvent
 
 __all__ = ["App", "AsgiServerCall", "GrpcDispatcher", "mount_grpc"]
 
@@ -361,7 +361,7 @@ class App:
             self.calls.discard(call)
 
 
-class AsgiServerCall(ServerCall):
+class AsgiServerCall(DecodingServerCall):
     """A :class:`~grpcasgi.call.ServerCall` over one ASGI HTTP/2 request.
 
     A reader task moves ``http.request`` chunks into the call's decoder (see
@@ -372,34 +372,24 @@ class AsgiServerCall(ServerCall):
     """
 
     __slots__ = (
-        "_codec",
         "_app",
         "_asgi_receive",
         "_asgi_send",
-        "_decoder",
-        "_request_ended",
-        "_disconnected",
-        "_discard",
-        "_waiter",
         "_resume",
         "_reader",
         "_completed",
         "_response_encoding",
     )
 
+    _log = log
+
     def __init__(
         self, scope: Scope, codec: CodecBase, app: App, receive: ASGIReceive, send: ASGISend
     ) -> None:
-        super().__init__(scope)
-        self._codec = codec
+        super().__init__(scope, codec, app.config.max_receive_message_length)
         self._app = app
         self._asgi_receive = receive
         self._asgi_send = send
-        self._decoder = MessageDecoder(app.config.max_receive_message_length)
-        self._request_ended = False
-        self._disconnected = False
-        self._discard = False
-        self._waiter: asyncio.Future[None] | None = None
         self._resume: asyncio.Future[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._completed = False  # the trailers went out
@@ -456,11 +446,6 @@ class AsgiServerCall(ServerCall):
                     self.cancel(CancelReason.RESET)
                 return
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def _unpause_reader(self) -> None:
         resume = self._resume
         if resume is not None and not resume.done():
@@ -473,39 +458,16 @@ class AsgiServerCall(ServerCall):
         self._decoder = MessageDecoder(0)
         self._unpause_reader()
 
-    async def receive(self) -> ReceiveEvent:
-        while True:
-            if self._discard:
-                return {"type": "grpc.disconnect"}
-            try:
-                item = self._decoder.next_message()
-            except MessageTooLarge as exc:
-                self._discard_input()
-                log.warning("%s: %s", self.scope["path"], exc)
-                raise GRPCError(Status.RESOURCE_EXHAUSTED, str(exc)) from None
-            except FramingError as exc:
-                self._discard_input()
-                log.warning("%s: malformed request stream: %s", self.scope["path"], exc)
-                raise GRPCError(Status.INTERNAL, f"Malformed request stream: {exc}") from None
-            if item is not None:
-                if self._decoder.buffered <= self._app.receive_budget:
-                    self._unpause_reader()
-                return decode_request_message(
-                    self.scope, self._codec, item[0], item[1], self._app.config.max_receive_message_length
-                )
-            if self._request_ended:
-                if not self._decoder.at_boundary:
-                    self._discard_input()
-                    log.warning("%s: request stream ended inside a message", self.scope["path"])
-                    raise GRPCError(Status.INTERNAL, "Incomplete message at the end of the request stream")
-                return {"type": "grpc.request.end"}
-            if self._disconnected:
-                return {"type": "grpc.disconnect"}
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+    # -- receive (DecodingServerCall's hooks) -----------------------------------
+
+    def _message_taken(self, size: int) -> None:
+        """Room in the receive budget again: a paused reader takes chunks again."""
+        if self._decoder.buffered <= self._app.receive_budget:
+            self._unpause_reader()
+
+    def _before_wait(self) -> None:
+        """Nothing to do: the reader keeps taking chunks up to the budget, which
+        always holds the next whole message, so waiting can never stall it."""
 
     # -- output ---------------------------------------------------------------
 

@@ -30,24 +30,24 @@ import h2.exceptions
 import h2.settings
 import hyperframe.frame
 
-from ..call import CancelReason, ServerCall, make_scope
+from ..call import CancelReason, make_scope
 from ..codec import CodecBase, StatusDetailsCodecBase
 from ..config import Configuration
-from ..exceptions import GRPCError, ProtocolError, StreamTerminatedError
+from ..exceptions import ProtocolError, StreamTerminatedError
 from ..peer import Peer
 from ..protocol.compression import SUPPORTED_ENCODINGS, accept_encoding_header
 from ..protocol.content_type import content_type_for
-from ..protocol.framing import HEADER_SIZE, FramingError, MessageDecoder, MessageTooLarge
+from ..protocol.framing import HEADER_SIZE, MessageDecoder
 from ..protocol.headers import RequestRejected, parse_request, response_headers, trailers, trailers_only
 from ..protocol.metadata import encode_metadata
 from ..protocol.status import Status
 from ..routing import Router
-from ..types import App, ReceiveEvent, SendEvent
+from ..types import App, SendEvent
 from .base import HIGH_WATER, H2Protocol, StreamWriter
 from .guard import ServerH2Connection
 from .hpack_cache import CachingEncoder
 from .lifecycle import CLOSE_LINGER, ServerLifecycle, goaway_frame
-from .messages import decode_request_message, encode_reply_message, end_of_call, response_encoding
+from .messages import DecodingServerCall, encode_reply_message, end_of_call, response_encoding
 
 if TYPE_CHECKING:
     pass
@@ -109,20 +109,16 @@ class ServerState:
         self.closing = False
 
 
-class H2ServerCall(ServerCall):
-    __slots__ = ("_proto", "stream_id", "_codec", "_decoder", "_request_ended", "_reset", "_discard", "_waiter", "writer", "_response_encoding", "_early_acked")
+class H2ServerCall(DecodingServerCall):
+    __slots__ = ("_proto", "stream_id", "writer", "_response_encoding", "_early_acked")
+
+    _log = log
 
     def __init__(self, proto: "H2ServerProtocol", stream_id: int, scope: Any, codec: CodecBase) -> None:
-        super().__init__(scope)
+        super().__init__(scope, codec, proto.state.config.max_receive_message_length)
         self._proto = proto
         self.stream_id = stream_id
-        self._codec = codec
-        self._decoder = MessageDecoder(proto.state.config.max_receive_message_length)
-        self._request_ended = False
-        self._reset = False
-        self._discard = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._early_acked = 0  # bytes of the incomplete message acknowledged by _unstall
+        self._early_acked = 0  # bytes of the incomplete message acknowledged by _before_wait
         self.writer = StreamWriter(proto, stream_id)
         self.writer.on_end = self._after_trailers
         # Answer in the client's encoding when it sent one (and accepts it);
@@ -146,15 +142,10 @@ class H2ServerCall(ServerCall):
         self._wake()
 
     def on_reset(self, reason: CancelReason = CancelReason.RESET) -> None:
-        self._reset = True
+        self._disconnected = True
         self._wake()
         self.writer.fail()
         self.cancel(reason)
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     def _discard_input(self) -> None:
         """Stop buffering this request: acknowledge what is held and all that follows."""
@@ -166,40 +157,14 @@ class H2ServerCall(ServerCall):
             self._proto.ack(self.stream_id, held)
         self._decoder = MessageDecoder(0)
 
-    # -- receive ------------------------------------------------------------
+    # -- receive (DecodingServerCall's hooks) ----------------------------------
 
-    async def receive(self) -> ReceiveEvent:
-        while True:
-            if self._discard:
-                return {"type": "grpc.disconnect"}
-            try:
-                item = self._decoder.next_message()
-            except MessageTooLarge as exc:
-                self._discard_input()
-                log.warning("%s: %s", self.scope["path"], exc)
-                raise GRPCError(Status.RESOURCE_EXHAUSTED, str(exc)) from None
-            except FramingError as exc:
-                self._discard_input()
-                log.warning("%s: malformed request stream: %s", self.scope["path"], exc)
-                raise GRPCError(Status.INTERNAL, f"Malformed request stream: {exc}") from None
-            if item is not None:
-                return self._decode(item[0], item[1])
-            if self._request_ended:
-                if not self._decoder.at_boundary:
-                    self._discard_input()
-                    log.warning("%s: request stream ended inside a message", self.scope["path"])
-                    raise GRPCError(Status.INTERNAL, "Incomplete message at the end of the request stream")
-                return {"type": "grpc.request.end"}
-            if self._reset:
-                return {"type": "grpc.disconnect"}
-            self._unstall()
-            waiter = self._waiter = self._proto.loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+    def _message_taken(self, size: int) -> None:
+        """Return the message's flow-control credit: the stream's window follows consumption."""
+        self._proto.ack(self.stream_id, size + HEADER_SIZE - self._early_acked)
+        self._early_acked = 0
 
-    def _unstall(self) -> None:
+    def _before_wait(self) -> None:
         """Acknowledge the received part of a message that could not complete otherwise.
 
         Credit normally goes back only when the application takes a whole
@@ -223,18 +188,11 @@ class H2ServerCall(ServerCall):
             self._early_acked += unacked
             self._proto.ack(self.stream_id, unacked)
 
-    def _decode(self, compressed: bool, payload: bytes | memoryview) -> ReceiveEvent:
-        self._proto.ack(self.stream_id, len(payload) + HEADER_SIZE - self._early_acked)
-        self._early_acked = 0
-        return decode_request_message(
-            self.scope, self._codec, compressed, payload, self._proto.state.config.max_receive_message_length
-        )
-
     # -- send ---------------------------------------------------------------
 
     async def send(self, event: SendEvent) -> None:
         kind = event["type"]
-        if self._reset:
+        if self._disconnected:
             raise StreamTerminatedError("the stream was reset by the client")
         if kind == "grpc.response.message":
             if self.response_ended:
@@ -680,7 +638,7 @@ class H2ServerProtocol(H2Protocol):
         if not self.calls:
             self.lifecycle.calls_ended()
         self.forget(call.writer)
-        if not call.response_ended and not call._reset:
+        if not call.response_ended and not call._disconnected:
             self.reset_stream(call.stream_id, h2.errors.ErrorCodes.CANCEL)
         self.schedule_flush()
         if not self.calls and self.transport is None and not self.closed.done():
