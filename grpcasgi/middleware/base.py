@@ -32,7 +32,7 @@ import logging
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from ..call import CancelReason, cancel_reason
 from ..exceptions import GRPCError
@@ -144,6 +144,10 @@ class CallObserver:
     synchronously in the call's task and must not block; their exceptions
     are logged and swallowed so that observing never changes a call.
 
+    ``reply_sizes=False`` leaves :attr:`CallOutcome.response_bytes` at 0, for
+    observers that do not report it: protobuf computes ``ByteSize()`` by
+    walking the message.
+
     Of the scope it reads only ``path`` and ``extensions`` (for the cancel
     reason), which client scopes have too: client middleware use it the same way.
     """
@@ -162,6 +166,7 @@ class CallObserver:
         "request_bytes",
         "response_bytes",
         "response_started",
+        "_reply_sizes",
         "end_event",
         "outcome",
     )
@@ -176,6 +181,7 @@ class CallObserver:
         on_request: OnRequest | None = None,
         on_response: OnResponse | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        reply_sizes: bool = True,
     ) -> None:
         self.scope = scope
         self._receive = receive
@@ -190,6 +196,7 @@ class CallObserver:
         self.request_bytes = 0
         self.response_bytes = 0
         self.response_started = False
+        self._reply_sizes = reply_sizes
         #: The end event once it has been passed on successfully.
         self.end_event: ResponseEndEvent | None = None
         #: Set by :meth:`finish`.
@@ -204,26 +211,40 @@ class CallObserver:
                 self._call(self._on_request, event)
         return event
 
-    async def send(self, event: SendEvent) -> None:
+    def send(self, event: SendEvent) -> Awaitable[None]:
+        """Count the event and pass it on.
+
+        Not a coroutine: for initial metadata and messages it returns the
+        inner ``send``'s awaitable itself, so observing adds no coroutine
+        frame per message (messages are counted as they are passed on, like
+        the inner ``send``'s own return means only "queued"). Only the end
+        event is recorded after it has been passed on successfully: an end
+        that failed to go out must not be reported as the call's status.
+        """
         kind = event["type"]
         if kind == "grpc.response.message":
             if self._on_response is not None:
                 self._call(self._on_response, event)
-            await self._send(event)
             self.response_messages += 1
             self.response_started = True
-            size = getattr(event["message"], "ByteSize", None)  # type: ignore[typeddict-item]
-            if size is not None:
-                try:
-                    self.response_bytes += int(size())
-                except Exception:  # a message type with an unusual ByteSize
-                    pass
-            return
-        await self._send(event)
+            if self._reply_sizes:
+                size = getattr(event["message"], "ByteSize", None)  # type: ignore[typeddict-item]
+                if size is not None:
+                    try:
+                        self.response_bytes += int(size())
+                    except Exception:  # a message type with an unusual ByteSize
+                        pass
+            return self._send(event)
+        if kind == "grpc.response.end":
+            return self._send_end(event)  # type: ignore[arg-type]
         if kind == "grpc.response.start":
             self.response_started = True
-        elif kind == "grpc.response.end" and self.end_event is None:
-            self.end_event = event  # type: ignore[assignment]
+        return self._send(event)
+
+    async def _send_end(self, event: ResponseEndEvent) -> None:
+        await self._send(event)
+        if self.end_event is None:
+            self.end_event = event
 
     def finish(self, error: BaseException | None = None) -> CallOutcome:
         """Classify the call; the first call fixes the outcome, later calls return it."""
@@ -317,9 +338,27 @@ async def send_status(
     )
 
 
+#: peer address -> its text: the calls of one connection share one address object.
+_PEER_TEXT: dict[Any, str] = {}
+_PEER_TEXT_MAX = 4096
+
+
 def peer_string(scope: Scope) -> str:
     """The peer address as text: ``host:port``, ``[v6]:port``, a UNIX path or ``unknown``."""
     addr = scope["peer"].addr()
+    try:
+        return _PEER_TEXT[addr]
+    except (KeyError, TypeError):  # TypeError: an unhashable address, never cached
+        pass
+    text = _peer_text(addr)
+    if isinstance(addr, (tuple, str)):
+        if len(_PEER_TEXT) >= _PEER_TEXT_MAX:
+            _PEER_TEXT.clear()  # bounded: many short-lived client ports
+        _PEER_TEXT[addr] = text
+    return text
+
+
+def _peer_text(addr: Any) -> str:
     if isinstance(addr, tuple) and len(addr) >= 2:
         host = str(addr[0])
         if ":" in host:

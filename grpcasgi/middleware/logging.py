@@ -29,7 +29,10 @@ logs an unexpected exception once, on ``grpcasgi.server``.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
+import time
 from typing import Any, Callable, Mapping
 
 from ..protocol.status import Status
@@ -89,20 +92,138 @@ _PAYLOAD_FORMAT = "%s %s message %s"
 
 _UNKNOWN_CALLER = ("(unknown file)", 0, "(unknown function)")
 
+#: The attributes ``logging.LogRecord.__init__`` sets (3.10-3.13; ``taskName`` from 3.12).
+_RECORD_FIELDS = frozenset(
+    "name msg args levelname levelno pathname filename module exc_info exc_text stack_info lineno funcName "
+    "created msecs relativeCreated thread threadName processName process".split()
+)
 
-def _emit(logger: logging.Logger, level: int, msg: str, args: tuple[Any, ...], extra: dict[str, Any]) -> None:
-    """``logger.log(level, msg, *args, extra=extra)``, called from the caller's frame, in a third of the time.
+
+class _RecordMaker:
+    """Builds the records ``Logger.makeRecord`` would, for one call site, in a third of the time.
+
+    Of a record's 20 attributes, most are the same for every record from one
+    source line at one level: the name, level name, path, file and module
+    names (derived from the path with ``os.path`` calls on every record). A
+    prototype record is built once by the real ``LogRecord`` and copied; what
+    changes is set per record the way ``LogRecord.__init__`` sets it: the
+    creation time, thread, process and task. Used only while the record
+    factory is ``logging.LogRecord`` itself and the prototype has exactly the
+    attributes known here; otherwise (another Python, a custom factory set at
+    any time) records come from ``makeRecord``.
+    """
+
+    __slots__ = ("_prototypes", "_pid")
+
+    def __init__(self) -> None:
+        #: (logger name, level, file, line, function) -> prototype attributes, or None if unusable
+        self._prototypes: dict[tuple[str, int, str, int, str], dict[str, Any] | None] = {}
+        self._pid: int | None = None
+
+    def make(
+        self, logger: logging.Logger, level: int, fn: str, lno: int, func: str, msg: str, args: tuple[Any, ...]
+    ) -> logging.LogRecord:
+        if logging.getLogRecordFactory() is not logging.LogRecord:
+            return logger.makeRecord(logger.name, level, fn, lno, msg, args, None, func)
+        key = (logger.name, level, fn, lno, func)
+        prototype = self._prototypes.get(key, _MISSING)
+        if prototype is _MISSING:
+            prototype = self._prototype(logger, level, fn, lno, func)
+        if prototype is None:
+            return logger.makeRecord(logger.name, level, fn, lno, msg, args, None, func)
+        record = _new_record(logging.LogRecord)
+        values = record.__dict__
+        values.update(prototype)
+        values["msg"] = msg
+        values["args"] = args
+        ns = _time_ns()
+        created = values["created"] = ns / 1e9
+        msecs = (ns % 1_000_000_000) // 1_000_000 + 0.0
+        if msecs == 999.0 and int(created) != ns // 1_000_000_000:
+            msecs = 0.0  # created rounded up to the next second (as 3.13's LogRecord corrects)
+        values["msecs"] = msecs
+        start = getattr(logging, "_startTime")
+        if isinstance(start, int):  # 3.13+: nanoseconds
+            values["relativeCreated"] = (ns - start) / 1e6
+        else:
+            values["relativeCreated"] = (created - start) * 1000
+        if logging.logThreads:
+            values["thread"] = _get_ident()
+            values["threadName"] = _current_thread().name
+        else:
+            values["thread"] = values["threadName"] = None
+        if logging.logMultiprocessing:
+            mp = sys.modules.get("multiprocessing")
+            name = "MainProcess"
+            if mp is not None:
+                try:
+                    name = mp.current_process().name
+                except Exception:  # as LogRecord: multiprocessing may be half imported
+                    pass
+            values["processName"] = name
+        else:
+            values["processName"] = None
+        if logging.logProcesses:
+            pid = self._pid
+            if pid is None:
+                pid = self._pid = os.getpid()
+                os.register_at_fork(after_in_child=self._forget_pid)
+            values["process"] = pid
+        else:
+            values["process"] = None
+        if "taskName" in prototype:  # 3.12+
+            task_name = None
+            if getattr(logging, "logAsyncioTasks", False):
+                asyncio = sys.modules.get("asyncio")
+                if asyncio is not None:
+                    try:
+                        task = asyncio.current_task()
+                        task_name = task.get_name() if task is not None else None
+                    except Exception:
+                        pass
+            values["taskName"] = task_name
+        return record
+
+    def _forget_pid(self) -> None:
+        self._pid = None
+
+    def _prototype(
+        self, logger: logging.Logger, level: int, fn: str, lno: int, func: str
+    ) -> dict[str, Any] | None:
+        record = logging.LogRecord(logger.name, level, fn, lno, "", (), None, func)
+        values = dict(record.__dict__)
+        if set(values) - {"taskName"} != _RECORD_FIELDS:
+            prototype = None  # a Python whose records have other attributes: not copied
+        else:
+            prototype = values
+        if len(self._prototypes) < 64:  # a few levels and call sites: bounded regardless
+            self._prototypes[(logger.name, level, fn, lno, func)] = prototype
+        return prototype
+
+
+_MISSING: Any = object()
+_new_record = object.__new__
+_time_ns = time.time_ns
+_get_ident = threading.get_ident
+_current_thread = threading.current_thread
+
+
+def _emit(
+    maker: _RecordMaker, logger: logging.Logger, level: int, msg: str, args: tuple[Any, ...], extra: dict[str, Any]
+) -> None:
+    """``logger.log(level, msg, *args, extra=extra)``, called from the caller's frame, in a fifth of the time.
 
     For an enabled level, ``Logger.log`` spends most of its time in
     ``findCaller``, which walks the stack (normalising each frame's file name)
-    to find the source location of the call, and in ``makeRecord``'s checks of
-    every ``extra`` key against the record's attributes. Here the caller is
-    known -- the frame calling this function -- and the keys are ours and
-    never clash, so the record is built with the same location, attributes
-    and factory (``makeRecord``, honouring ``logging.setLogRecordFactory``)
-    and handed to ``Logger.handle`` (filters, handlers, propagation) as
-    ``Logger._log`` would. Setting ``logging._srcfile = None`` (the logging
-    documentation's optimisation) skips the location here too.
+    to find the source location of the call, in ``makeRecord``'s checks of
+    every ``extra`` key against the record's attributes, and in building the
+    record itself. Here the caller is known -- the frame calling this
+    function -- and the keys are ours and never clash, so the record is built
+    with the same location and attributes (by ``maker``, or ``makeRecord``
+    under a custom record factory) and handed to ``Logger.handle`` (filters,
+    handlers, propagation) as ``Logger._log`` would. Setting
+    ``logging._srcfile = None`` (the logging documentation's optimisation)
+    skips the location here too.
     """
     if logging._srcfile:
         frame = sys._getframe(1)
@@ -110,7 +231,7 @@ def _emit(logger: logging.Logger, level: int, msg: str, args: tuple[Any, ...], e
         fn, lno, func = code.co_filename, frame.f_lineno, code.co_name
     else:
         fn, lno, func = _UNKNOWN_CALLER
-    record = logger.makeRecord(logger.name, level, fn, lno, msg, args, None, func)
+    record = maker.make(logger, level, fn, lno, func, msg, args)
     record.__dict__.update(extra)
     logger.handle(record)
 
@@ -158,6 +279,7 @@ class LoggingMiddleware:
         # _emit); any other class may have overridden log()/_log(), so it is
         # called the ordinary way.
         self._direct = type(logger) in (logging.Logger, logging.RootLogger)
+        self._records = _RecordMaker()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         on_request = on_response = None
@@ -177,7 +299,7 @@ class LoggingMiddleware:
 
         # CallObserver without ``async with``: the context manager's two
         # coroutines cost more per call than the rest of this method.
-        call = CallObserver(scope, receive, send, on_request=on_request, on_response=on_response)
+        call = CallObserver(scope, receive, send, on_request=on_request, on_response=on_response, reply_sizes=False)
         error: BaseException | None = None
         try:
             await self.app(scope, call.receive, call.send)
@@ -214,7 +336,7 @@ class LoggingMiddleware:
         }
         args = (scope["path"], name, duration_ms, peer)
         if self._direct:
-            _emit(self.logger, level, _ACCESS_FORMAT, args, extra)
+            _emit(self._records, self.logger, level, _ACCESS_FORMAT, args, extra)
         else:
             self.logger.log(level, _ACCESS_FORMAT, *args, extra=extra)
 
@@ -223,6 +345,6 @@ class LoggingMiddleware:
         args = (scope["path"], direction, text)
         extra = {"method": scope["path"], "direction": direction, "payload": text}
         if self._direct:
-            _emit(self.logger, self.payload_level, _PAYLOAD_FORMAT, args, extra)
+            _emit(self._records, self.logger, self.payload_level, _PAYLOAD_FORMAT, args, extra)
         else:
             self.logger.log(self.payload_level, _PAYLOAD_FORMAT, *args, extra=extra)

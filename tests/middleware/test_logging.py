@@ -197,3 +197,44 @@ async def test_a_failing_access_log_does_not_change_the_call(caplog: pytest.LogC
     async with serve([Middleware(LoggingMiddleware, logger=LOGGER, level_for_status=broken)]) as (_, client):
         assert await client.unary() == "echo:hi"
     assert "/test.Echo/Unary: access log failed" in caplog.text
+
+
+def test_access_records_are_the_records_logging_would_make() -> None:
+    """The record maker copies a prototype: every attribute must still be what LogRecord sets."""
+    import threading
+    import time
+
+    from grpcasgi.middleware.logging import _RecordMaker
+
+    logger = logging.getLogger(LOGGER)
+    maker = _RecordMaker()
+    args = ("/a.B/C", "OK", 1.5, "127.0.0.1:1")
+    before = time.time()
+    for _ in range(2):  # the prototype's first use and a copy of it
+        fast = maker.make(logger, logging.INFO, __file__, 7, "here", "%s %s %.1fms peer=%s", args)
+        slow = logger.makeRecord(logger.name, logging.INFO, __file__, 7, "%s %s %.1fms peer=%s", args, None, "here")
+        assert type(fast) is logging.LogRecord
+        assert set(vars(fast)) == set(vars(slow))
+        moving = {"created", "msecs", "relativeCreated"}
+        assert {k: v for k, v in vars(fast).items() if k not in moving} == {
+            k: v for k, v in vars(slow).items() if k not in moving
+        }
+        assert before <= fast.created <= slow.created
+        assert 0 <= fast.msecs < 1000 and fast.relativeCreated <= slow.relativeCreated
+        assert fast.getMessage() == slow.getMessage() == "/a.B/C OK 1.5ms peer=127.0.0.1:1"
+        assert fast.thread == threading.get_ident()
+
+
+def test_a_custom_record_factory_is_honoured(caplog: pytest.LogCaptureFixture) -> None:
+    from grpcasgi.middleware.logging import _RecordMaker
+
+    class Tagged(logging.LogRecord):
+        tag = "custom"
+
+    default = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(Tagged)
+    try:
+        record = _RecordMaker().make(logging.getLogger(LOGGER), logging.INFO, __file__, 1, "f", "m", ())
+    finally:
+        logging.setLogRecordFactory(default)
+    assert type(record) is Tagged
