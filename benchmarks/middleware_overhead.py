@@ -21,7 +21,13 @@ alternate in short rounds so that load drifts affect them alike; each figure
 is the median over rounds (3 by default), each ratio the median of the
 per-round ratios to ``none``. On a machine shared with other work, CPU time per
 call is the steadier figure: calls/s depends on what else runs, CPU per call
-much less. ``middleware_profile.py`` measures the server stack in-process,
+much less.
+
+With ``--h2load``, the load comes from h2load (nghttp2's C load generator,
+``apt-get install nghttp2-client``) instead: 4 connections x 10 concurrent
+streams of the same request, so that the server process is saturated and its
+calls/s is the server's throughput, with and without the stack (the
+measure of the issue's goal). ``middleware_profile.py`` measures the server stack in-process,
 call by call; no figure is asserted anywhere (the smoke test only checks that
 this runs).
 """
@@ -33,10 +39,13 @@ import asyncio
 import logging
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -140,8 +149,10 @@ class ServerProcess:
     :meth:`stop` returns valgrind's report (with the instruction count).
     """
 
-    def __init__(self, kind: str, *, callgrind: bool = False) -> None:
+    def __init__(self, kind: str, *, callgrind: bool = False, cpu: int | None = None) -> None:
         command = [sys.executable, os.path.abspath(__file__), "--serve", kind]
+        if cpu is not None:
+            command = [*_pinned(cpu), *command]
         env = None
         if callgrind:
             command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command]
@@ -257,6 +268,83 @@ async def run(args: argparse.Namespace) -> dict[str, list[tuple[float, float, fl
     return results
 
 
+# -- h2load: the server saturated -----------------------------------------------------
+
+_H2LOAD_DONE = re.compile(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored")
+_H2LOAD_DATA = re.compile(r"\((\d+)\) data")
+
+
+def _pinned(cpu: int) -> list[str]:
+    """``taskset -c cpu`` when there are two CPUs or more to keep server and load apart."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", str(cpu)]
+    return []
+
+
+def h2load_round(server: ServerProcess, seconds: float, body: Path) -> tuple[float, float]:
+    """(calls/s, server CPU us/call) of one h2load run of ``seconds`` against ``server``."""
+    command = [
+        *_pinned(1), "h2load", "-t", "1", "-c", "4", "-m", "10", "-D", f"{int(seconds * 1000)}ms",
+        "-H", "content-type: application/grpc", "-H", "te: trailers",
+        "-H", f"authorization: Bearer {TOKEN}", "-d", str(body), f"http://127.0.0.1:{server.port}{PATH}",
+    ]  # fmt: skip
+    before = server.cpu()
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    served = server.cpu() - before
+    done, data = _H2LOAD_DONE.search(proc.stdout), _H2LOAD_DATA.search(proc.stdout)
+    if proc.returncode != 0 or done is None or data is None:
+        raise RuntimeError(f"h2load failed ({proc.returncode}): {(proc.stderr or proc.stdout)[-500:]}")
+    succeeded, failed = int(done.group(1)), int(done.group(2)) + int(done.group(3))
+    # A gRPC error is HTTP 200 too, but its response has no message: check that every call got one.
+    if failed or int(data.group(1)) < succeeded * len(_request_body()):
+        raise RuntimeError(f"h2load: {failed} failed, or calls answered without a message: {proc.stdout[-500:]}")
+    return succeeded / seconds, served / max(succeeded, 1) * 1e6
+
+
+def _request_body() -> bytes:
+    """One length-prefixed gRPC message: the request every setup answers."""
+    payload = StringValue(value="hello").SerializeToString()
+    return b"\x00" + len(payload).to_bytes(4, "big") + payload
+
+
+def run_h2load(args: argparse.Namespace) -> dict[str, list[tuple[float, float]]]:
+    if shutil.which("h2load") is None:
+        raise SystemExit("h2load not found: apt-get install nghttp2-client (benchmarks/run.sh installs it)")
+    body = Path(tempfile.mkdtemp()) / "request.bin"
+    body.write_bytes(_request_body())
+    servers = {name: ServerProcess(kind, cpu=0) for name, kind in (("none", "plain"), ("server", "middleware"))}
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
+    try:
+        for server in servers.values():
+            h2load_round(server, 1.0, body)  # warm-up
+        for _ in range(args.rounds):
+            for name, server in servers.items():
+                results[name].append(h2load_round(server, args.seconds / (2 * args.rounds), body))
+    finally:
+        for server in servers.values():
+            server.stop()
+        body.unlink()
+        body.parent.rmdir()
+    return results
+
+
+def report_h2load(results: dict[str, list[tuple[float, float]]], args: argparse.Namespace) -> None:
+    if args.verbose:
+        for name, rounds in results.items():
+            line = "  ".join(f"{rate:6.0f}/s {cpu:6.1f}" for rate, cpu in rounds)
+            print(f"  {name:<8}{line}   (per round: calls/s, server CPU us/call)")
+    print(f"unary calls/s of a saturated server (h2load: 4 connections x 10 streams), median of {args.rounds} rounds;")
+    print("OpenTelemetry no-op:")
+    print(f"  {'':<50}{'calls/s':>9}{'server CPU':>12}")
+    for name in results:
+        rate = statistics.median(r[0] for r in results[name])
+        cpu = statistics.median(r[1] for r in results[name])
+        print(f"  {LABELS[name]:<50}{rate:9.0f}{cpu:9.1f} us")
+    rates = statistics.median(r[0] / b[0] for r, b in zip(results["server"], results["none"]))
+    cpus = statistics.median(r[1] / b[1] for r, b in zip(results["server"], results["none"]))
+    print(f"ratio (server / none): {rates:.3f} calls/s ({(1 - rates) * 100:.1f} % loss), {cpus:.3f} server CPU per call")
+
+
 # -- instruction counts ---------------------------------------------------------------
 
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
@@ -341,6 +429,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="CALLS",
         help="instead, count the server's instructions per call under valgrind (e.g. 500; takes minutes)",
     )
+    parser.add_argument(
+        "--h2load",
+        action="store_true",
+        help="load from h2load (4 connections x 10 streams) so that the server is saturated: its calls/s",
+    )
     parser.add_argument("--serve", choices=("plain", "middleware"), help=argparse.SUPPRESS)  # the server process
     args = parser.parse_args(argv)
     if args.count is not None:
@@ -356,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.callgrind:
         callgrind(args)
+        return 0
+    if args.h2load:
+        report_h2load(run_h2load(args), args)
         return 0
     report(asyncio.run(run(args)), args)
     return 0

@@ -16,8 +16,6 @@ by a timeout) and skips, saying why, only if that fails.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest
+from debian_tools import tool
 from google.protobuf.wrappers_pb2 import StringValue
 
 from grpcasgi.call import Middleware
@@ -37,28 +36,11 @@ from grpcasgi.protocol.status import Status
 
 SV = StringValue
 BACKEND = Path(__file__).parent / "scripts" / "backend_server.py"
-INSTALL_TIMEOUT = 600
 
 
 def nginx_binary() -> str:
     """The nginx executable, installing Debian's package when it is missing."""
-    found = shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx")
-    if found:
-        return str(found)
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("nginx is not installed and cannot be (needs root and apt-get)")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    try:
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=INSTALL_TIMEOUT, check=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "nginx-light"], env=env, capture_output=True, timeout=INSTALL_TIMEOUT, check=True
-        )
-    except (subprocess.SubprocessError, OSError) as exc:
-        pytest.skip(f"nginx could not be installed: {exc}")
-    found = shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx")
-    if not found:
-        pytest.skip("nginx could not be installed (no binary after apt-get install)")
-    return str(found)
+    return tool("nginx", "nginx-light")
 
 
 def free_port() -> int:

@@ -1,10 +1,13 @@
-"""``benchmarks/middleware_overhead.py`` keeps running (tiny counts; no figure is asserted)."""
+"""``benchmarks/middleware_overhead.py`` keeps running, both modes (tiny counts; no figure is asserted)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+from debian_tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,3 +22,19 @@ def test_middleware_overhead_benchmark_runs() -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "no middleware" in proc.stdout
     assert "ratio (with / without):" in proc.stdout
+
+
+def test_middleware_overhead_h2load_mode_runs() -> None:
+    """The saturated-server mode: h2load (installed from Debian's nghttp2-client when missing)."""
+    h2load = tool("h2load", "nghttp2-client")
+    env = dict(os.environ, PATH=f"{os.path.dirname(h2load)}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "middleware_overhead.py"), "--h2load", "--seconds", "1", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "no middleware" in proc.stdout
+    assert "ratio (server / none):" in proc.stdout
