@@ -1,23 +1,17 @@
-"""Run the helloworld example end to end: start the server, call it, stop it.
+"""Run the helloworld example end to end: ``python examples/helloworld/run.py``.
 
-    python examples/helloworld/run.py
-
-Picks a free port, starts ``server.py --port N`` in a subprocess, waits until
-it accepts connections, runs ``client.py --port N``, prints what the client
-printed, then terminates the server (SIGTERM: a graceful exit).  Exits 0 on
-success.  The steps live in ``examples/_runner.py``, shared by the examples
-that have a server and a client; works from a checkout, from any folder.
+The Greeter of server.py serves a free port on 127.0.0.1; client.py says
+hello to it once and then asks for a stream of greetings; the server stops
+when the client is done. Exits 0 if the client succeeded. (Works from any
+folder: examples/_runner.py does the starting and stopping for every example
+with a server and a client.)
 """
-
-from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.append(str(HERE.parent))  # examples/, where _runner.py is
-
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # examples/, for _runner
 from _runner import run_example  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(run_example(HERE))
+    sys.exit(run_example(Path(__file__).resolve().parent))

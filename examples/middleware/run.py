@@ -1,23 +1,17 @@
-"""Run the middleware example end to end: start the server, call it, stop it.
+"""Run the middleware example end to end: ``python examples/middleware/run.py``.
 
-    python examples/middleware/run.py
-
-Picks a free port, starts ``server.py --port N`` in a subprocess, waits until
-it accepts connections, runs ``client.py --port N``, prints what the client
-printed, then terminates the server (SIGTERM: a graceful exit).  Exits 0 on
-success.  The steps live in ``examples/_runner.py``, shared by the examples
-that have a server and a client; works from a checkout, from any folder.
+server.py serves the inventory service behind its middleware stack (logging,
+deadlines, auth, limits, error mapping, validation) on a free port; client.py
+makes the calls that show what each middleware does, printing one line per
+call, and exits 1 if a call ends otherwise than promised. The server's JSON
+access log goes to stderr. Shares examples/_runner.py with helloworld/run.py.
 """
-
-from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.append(str(HERE.parent))  # examples/, where _runner.py is
-
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # examples/, for _runner
 from _runner import run_example  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(run_example(HERE))
+    sys.exit(run_example(Path(__file__).resolve().parent))
