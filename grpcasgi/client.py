@@ -53,6 +53,7 @@ log = logging.getLogger("grpcasgi.client")
 _Req = TypeVar("_Req")
 _Rep = TypeVar("_Rep")
 _T = TypeVar("_T")
+_Result = TypeVar("_Result")
 
 USER_AGENT = "grpc-python-grpcasgi/0.1.0"
 
@@ -653,8 +654,18 @@ class Stream(Generic[_Req, _Rep]):
             self._proto.release(self._h2)
 
 
-class _Method(Generic[_Req, _Rep]):
+class _Method(Generic[_Req, _Rep, _Result]):
+    """What the four method classes of generated stubs share.
+
+    The call's target and :meth:`open`; a call returns ``_Result``, which
+    ``_result`` reads from the call's stream (the one reply, or all of them).
+    The two request shapes below each write ``__call__`` once, since their
+    signatures differ (``message`` or ``messages``); the four public classes
+    only name their cardinality and their ``_result``.
+    """
+
     _cardinality: Cardinality
+    _result: Callable[[Stream[_Req, _Rep]], Awaitable[_Result]]
 
     def __init__(self, channel: Channel, name: str, request_type: Any, reply_type: Any) -> None:
         self.channel = channel
@@ -700,87 +711,69 @@ async def _unary_reply(stream: Stream[Any, _Rep]) -> _Rep:
     return reply
 
 
-class UnaryUnaryMethod(_Method[_Req, _Rep]):
+async def _all_replies(stream: Stream[Any, _Rep]) -> list[_Rep]:
+    """Every reply of a streaming-response call, read through to its OK status."""
+    return [reply async for reply in stream]
+
+
+class _UnaryRequestMethod(_Method[_Req, _Rep, _Result]):
+    """A call that sends one request message (and ends the request with it)."""
+
+    async def __call__(
+        self,
+        message: _Req,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        deadline: Deadline | None = None,
+        compression: str | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> _Result:
+        async with self.open(
+            timeout=timeout, metadata=metadata, deadline=deadline, compression=compression, wait_for_ready=wait_for_ready
+        ) as stream:
+            await stream.send_message(message, end=True)
+            return await self._result(stream)
+
+
+class _StreamRequestMethod(_Method[_Req, _Rep, _Result]):
+    """A call that streams its request messages, then ends the request."""
+
+    async def __call__(
+        self,
+        messages: Iterable[_Req],
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        deadline: Deadline | None = None,
+        compression: str | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> _Result:
+        async with self.open(
+            timeout=timeout, metadata=metadata, deadline=deadline, compression=compression, wait_for_ready=wait_for_ready
+        ) as stream:
+            await stream.send_request()
+            for message in messages:
+                await stream.send_message(message)
+            await stream.end()
+            return await self._result(stream)
+
+
+class UnaryUnaryMethod(_UnaryRequestMethod[_Req, _Rep, _Rep]):
     _cardinality = Cardinality.UNARY_UNARY
-
-    async def __call__(
-        self,
-        message: _Req,
-        *,
-        timeout: float | None = None,
-        metadata: MetadataLike | None = None,
-        deadline: Deadline | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> _Rep:
-        async with self.open(
-            timeout=timeout, metadata=metadata, deadline=deadline, compression=compression, wait_for_ready=wait_for_ready
-        ) as stream:
-            await stream.send_message(message, end=True)
-            return await _unary_reply(stream)
+    _result = staticmethod(_unary_reply)
 
 
-class UnaryStreamMethod(_Method[_Req, _Rep]):
+class UnaryStreamMethod(_UnaryRequestMethod[_Req, _Rep, list[_Rep]]):
     _cardinality = Cardinality.UNARY_STREAM
-
-    async def __call__(
-        self,
-        message: _Req,
-        *,
-        timeout: float | None = None,
-        metadata: MetadataLike | None = None,
-        deadline: Deadline | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> list[_Rep]:
-        async with self.open(
-            timeout=timeout, metadata=metadata, deadline=deadline, compression=compression, wait_for_ready=wait_for_ready
-        ) as stream:
-            await stream.send_message(message, end=True)
-            return [reply async for reply in stream]
+    _result = staticmethod(_all_replies)
 
 
-class StreamUnaryMethod(_Method[_Req, _Rep]):
+class StreamUnaryMethod(_StreamRequestMethod[_Req, _Rep, _Rep]):
     _cardinality = Cardinality.STREAM_UNARY
-
-    async def __call__(
-        self,
-        messages: Iterable[_Req],
-        *,
-        timeout: float | None = None,
-        metadata: MetadataLike | None = None,
-        deadline: Deadline | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> _Rep:
-        async with self.open(
-            timeout=timeout, metadata=metadata, deadline=deadline, compression=compression, wait_for_ready=wait_for_ready
-        ) as stream:
-            await stream.send_request()
-            for message in messages:
-                await stream.send_message(message)
-            await stream.end()
-            return await _unary_reply(stream)
+    _result = staticmethod(_unary_reply)
 
 
-class StreamStreamMethod(_Method[_Req, _Rep]):
+class StreamStreamMethod(_StreamRequestMethod[_Req, _Rep, list[_Rep]]):
     _cardinality = Cardinality.STREAM_STREAM
-
-    async def __call__(
-        self,
-        messages: Iterable[_Req],
-        *,
-        timeout: float | None = None,
-        metadata: MetadataLike | None = None,
-        deadline: Deadline | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> list[_Rep]:
-        async with self.open(
-            timeout=timeout, metadata=metadata, deadline=deadline, compression=compression, wait_for_ready=wait_for_ready
-        ) as stream:
-            await stream.send_request()
-            for message in messages:
-                await stream.send_message(message)
-            await stream.end()
-            return [reply async for reply in stream]
+    _result = staticmethod(_all_replies)
