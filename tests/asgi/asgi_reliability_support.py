@@ -1,7 +1,9 @@
 """Helpers of the ASGI reliability tests (Hypercorn serving ``asgi_reliability_app:app``).
 
-* :func:`start` runs the Hypercorn process; :func:`diag` asks it what only it
-  can see (tasks, reader tasks, memory, ``Hold`` counts);
+* :func:`start` runs the Hypercorn process (:func:`running` also fails the
+  test if it did not exit cleanly); :func:`diag` asks it what only it can
+  see (tasks, reader tasks, memory, ``Hold`` counts); the :func:`channel`
+  fixture is a grpcasgi Channel to the module's ``server`` fixture;
 * :class:`RawClient` is an HTTP/2 client on a real socket built on ``h2``
   whose flow control and GOAWAY handling the test decides: a stream listed in
   ``uncredited`` never gets its window back (a client that stops reading
@@ -17,27 +19,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Iterator
 
 import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import pytest
 
 from asgi_procs import ServerProcess, hypercorn
-from core_helpers import RawResponse, frame, grpc_request_headers
+from core_helpers import RawConnectionBase, RawResponse, frame, grpc_request_headers
 from grpcasgi import Cardinality
 from grpcasgi.client import Channel
 from google.protobuf import wrappers_pb2
 
 S = wrappers_pb2.StringValue
 APP = "asgi_reliability_app:app"
-__all__ = ["APP", "RawClient", "S", "diag", "frame", "grpc_request_headers", "logged", "start"]
+__all__ = ["APP", "RawClient", "S", "channel", "diag", "frame", "grpc_request_headers", "logged", "running", "start"]
 
 
 def start(*args: str) -> ServerProcess:
     """Hypercorn (graceful_timeout 2 s, see ``asgi_procs.hypercorn``) on an h2c port."""
     return hypercorn(APP, "--bind", "127.0.0.1:0", *args)
+
+
+@contextlib.contextmanager
+def running(*args: str) -> Iterator[ServerProcess]:
+    """:func:`start`, stopped on exit; then fails unless it exited 0 with no traceback in its log."""
+    proc = start(*args)
+    try:
+        yield proc
+    finally:
+        code = proc.stop()
+    assert code == 0, proc.log
+    assert "Traceback" not in proc.log, proc.log
+
+
+@pytest.fixture
+async def channel(server: ServerProcess) -> AsyncIterator[Channel]:
+    """A Channel to the ``server`` fixture's h2c port (test modules import this fixture to use it)."""
+    ch = Channel("127.0.0.1", server.ports["http"])
+    yield ch
+    ch.close()
 
 
 async def diag(ch: Channel, **options: Any) -> dict[str, Any]:
@@ -82,9 +105,11 @@ class _Connection(h2.connection.H2Connection):
         return [], [event]
 
 
-class RawClient:
-    """An HTTP/2 client with no task of its own: frames are read only while a
-    test awaits :meth:`read_until` or :meth:`response`."""
+class RawClient(RawConnectionBase):
+    """An HTTP/2 client whose flow control and GOAWAY handling the test decides
+    (see the module docstring); like ``core_helpers.RawH2`` it has no task of
+    its own: frames are read only while a test awaits :meth:`read_until` or
+    :meth:`response`."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -97,14 +122,6 @@ class RawClient:
         self.received: dict[int, int] = {}  # stream -> DATA bytes received
         self.goaways: list[h2.events.ConnectionTerminated] = []
         self.closed = False
-
-    @classmethod
-    async def connect(cls, port: int) -> "RawClient":
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        client = cls(reader, writer)
-        client.conn.initiate_connection()
-        client.flush()
-        return client
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
@@ -141,15 +158,9 @@ class RawClient:
             self.closed = True
             return
         for event in self.conn.receive_data(data):
-            sid = getattr(event, "stream_id", 0) or 0
-            resp = self.responses.get(sid)
-            if isinstance(event, h2.events.ResponseReceived) and resp is not None:
-                resp.headers = dict(event.headers)
-            elif isinstance(event, h2.events.TrailersReceived) and resp is not None:
-                resp.trailers = dict(event.headers)
-            elif isinstance(event, h2.events.DataReceived):
-                if resp is not None:
-                    resp.data += event.data
+            self.record(event)
+            if isinstance(event, h2.events.DataReceived):
+                sid = event.stream_id
                 self.received[sid] = self.received.get(sid, 0) + len(event.data)
                 length = event.flow_controlled_length
                 if length:
@@ -159,39 +170,9 @@ class RawClient:
                             self.conn.increment_flow_control_window(length, stream_id=sid)
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.goaways.append(event)
-            if isinstance(event, h2.events.StreamEnded) and resp is not None:
-                resp.ended = True
-            elif isinstance(event, h2.events.StreamReset) and resp is not None:
-                resp.reset = event.error_code
         self.flush()
-
-    async def read_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        async def loop() -> None:
-            while not predicate() and not self.closed:
-                await self.read_once()
-
-        await asyncio.wait_for(loop(), timeout)
-
-    async def response(self, sid: int, timeout: float = 5.0) -> RawResponse:
-        """Read until stream ``sid`` ended (END_STREAM or RST_STREAM) or the connection closed."""
-        resp = self.responses[sid]
-        await self.read_until(lambda: resp.ended or resp.reset is not None, timeout)
-        return resp
 
     def abort(self) -> None:
         """Drop the TCP connection at once (no GOAWAY, no RST_STREAM)."""
         self.writer.transport.abort()
         self.closed = True
-
-    async def close(self) -> None:
-        if not self.writer.is_closing():
-            try:
-                self.conn.close_connection()
-                self.flush()
-            except Exception:
-                pass
-            self.writer.close()
-        try:
-            await self.writer.wait_closed()
-        except OSError:
-            pass

@@ -17,7 +17,8 @@ from typing import Any, AsyncIterator, Iterator
 import pytest
 
 from asgi_procs import ServerProcess
-from asgi_reliability_support import RawClient, S, diag, frame, logged, start
+from asgi_reliability_support import RawClient, S, channel, diag, frame, logged, running  # noqa: F401  (channel: fixture)
+from core_helpers import BAD_MESSAGE_CASES, bad_header_cases
 from grpcasgi import Cardinality, Configuration, GRPCError, Status
 from grpcasgi.client import Channel
 
@@ -28,20 +29,8 @@ LIMIT = 1 * MiB  # the app's max_receive_message_length
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    proc = start()
-    try:
+    with running() as proc:
         yield proc
-    finally:
-        code = proc.stop()
-    assert code == 0, proc.log
-    assert "Traceback" not in proc.log, proc.log
-
-
-@pytest.fixture
-async def channel(server: ServerProcess) -> AsyncIterator[Channel]:
-    ch = Channel("127.0.0.1", server.ports["http"])
-    yield ch
-    ch.close()
 
 
 @pytest.fixture
@@ -71,21 +60,11 @@ async def quiet(ch: Channel, baseline: dict[str, Any]) -> dict[str, Any]:
 
 
 # (id, header overrides, body, status, text in grpc-message, text in the log line)
+# The bundled server's cases (tests/core/test_bad_input.py), plus the limits of this app.
 CASES = [
-    ("truncated-message", {}, frame(b"\x0a\x05hello")[:-2], Status.INTERNAL, "incomplete message", "inside a message"),
-    ("truncated-prefix", {}, b"\x00\x00\x00", Status.INTERNAL, "incomplete message", "inside a message"),
+    *BAD_MESSAGE_CASES,
     ("prefix-over-limit", {}, b"\x00" + (LIMIT + 1).to_bytes(4, "big"), Status.RESOURCE_EXHAUSTED, "larger than max", "larger than max"),
     ("prefix-4gib", {}, b"\x00\xff\xff\xff\xff", Status.RESOURCE_EXHAUSTED, "larger than max", "larger than max"),
-    (
-        "compressed-without-encoding",
-        {},
-        frame(gzip.compress(b"x"), compressed=True),
-        Status.INTERNAL,
-        "no grpc-encoding",
-        "without grpc-encoding",
-    ),
-    ("bad-flag-byte", {}, b"\x02\x00\x00\x00\x00", Status.INTERNAL, "flag", "flag"),
-    ("corrupt-gzip", {"grpc_encoding": "gzip"}, frame(b"not gzip", compressed=True), Status.INTERNAL, "decompress", "decompress"),
     (
         "gzip-bomb",
         {"grpc_encoding": "gzip"},
@@ -94,14 +73,7 @@ CASES = [
         "larger than",
         "larger than",
     ),
-    ("undecodable-protobuf", {}, frame(b"\xff\xff\xff"), Status.INTERNAL, "decode", "decode"),
-    ("malformed-timeout", {"grpc_timeout": "soon"}, None, Status.INTERNAL, "grpc-timeout", "grpc-timeout"),
-    ("timeout-bad-unit", {"grpc_timeout": "10X"}, None, Status.INTERNAL, "grpc-timeout", "grpc-timeout"),
-    ("oversized-timeout", {"grpc_timeout": "123456789S"}, None, Status.INTERNAL, "grpc-timeout", "grpc-timeout"),
-    ("invalid-metadata-key", {"x@key": "v"}, None, Status.INTERNAL, "metadata", "metadata"),
-    ("invalid-metadata-value", {"x-key": "caf\xe9"}, None, Status.INTERNAL, "metadata", "metadata"),
-    ("invalid-binary-metadata", {"x-key-bin": "!!!not base64!!!"}, None, Status.INTERNAL, "metadata", "metadata"),
-    ("unsupported-encoding", {"grpc_encoding": "snappy"}, None, Status.UNIMPLEMENTED, "snappy", "snappy"),
+    *bad_header_cases(frame(S(value="x").SerializeToString())),
 ]
 
 
@@ -110,14 +82,12 @@ async def test_bad_request_gets_a_status_and_a_log_line(
     server: ServerProcess,
     raw: RawClient,
     headers: dict[str, str],
-    body: bytes | None,
+    body: bytes,
     status: Status,
     message: str,
     log_text: str,
 ) -> None:
     mark = len(server.lines)
-    if body is None:
-        body = frame(S(value="x").SerializeToString())
     sid = raw.request(UNARY, body, **headers)
     resp = await raw.response(sid)
     assert resp.http_status == 200

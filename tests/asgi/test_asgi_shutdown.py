@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from typing import AsyncIterator, Iterator
+from typing import Iterator
 
 import grpc
 import grpc.aio
 import pytest
 
 from asgi_procs import ServerProcess
-from asgi_reliability_support import RawClient, S, frame, logged, start
+from asgi_reliability_support import RawClient, S, channel, frame, logged, start  # noqa: F401  (channel: fixture)
 from grpcasgi import Cardinality, GRPCError, Status
 from grpcasgi.client import Channel
 from grpcasgi.contrib.protos.grpc.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
@@ -40,13 +40,6 @@ def server() -> Iterator[ServerProcess]:
         yield proc
     finally:
         proc.stop()
-
-
-@pytest.fixture
-async def channel(server: ServerProcess) -> AsyncIterator[Channel]:
-    ch = Channel("127.0.0.1", server.ports["http"])
-    yield ch
-    ch.close()
 
 
 def exit_status(server: ServerProcess) -> int:

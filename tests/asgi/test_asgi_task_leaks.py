@@ -11,12 +11,12 @@ closed, the count is back to the baseline measured before them.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, Iterator
 
 import pytest
 
 from asgi_procs import ServerProcess
-from asgi_reliability_support import RawClient, S, diag, frame, start
+from asgi_reliability_support import RawClient, S, channel, diag, frame, running  # noqa: F401  (channel: fixture)
 from grpcasgi import Cardinality, Configuration, GRPCError, Status
 from grpcasgi.client import Channel
 from google.protobuf.empty_pb2 import Empty
@@ -27,20 +27,8 @@ DIAG = "/test.asgi.Diag/"
 
 @pytest.fixture
 def server() -> Iterator[ServerProcess]:
-    proc = start()
-    try:
+    with running() as proc:
         yield proc
-    finally:
-        code = proc.stop()
-    assert code == 0, proc.log
-    assert "Traceback" not in proc.log, proc.log
-
-
-@pytest.fixture
-async def channel(server: ServerProcess) -> AsyncIterator[Channel]:
-    ch = Channel("127.0.0.1", server.ports["http"])
-    yield ch
-    ch.close()
 
 
 async def expect_status(status: Status, call: Any) -> None:

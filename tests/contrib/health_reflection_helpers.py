@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator
 
 import pytest
 
+from common_support import no_task_leaks
 from grpcasgi.client import Channel
 from grpcasgi.server import Server
 
@@ -87,11 +88,6 @@ async def channel_to(server: Server) -> AsyncIterator[Channel]:
         channel.close()
 
 
-def _other_tasks() -> set[asyncio.Task[Any]]:
-    current = asyncio.current_task()
-    return {t for t in asyncio.all_tasks() if t is not current}
-
-
 @pytest.fixture(autouse=True)
 async def no_leaked_tasks() -> AsyncIterator[None]:
     """Fail a test that leaves tasks running (pollers, probes, watches) after its servers closed.
@@ -99,17 +95,8 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
     Test modules import this fixture to use it; a few loop turns let
     finished calls settle first.
     """
-    before = _other_tasks()
-    yield
-    leaked: set[asyncio.Task[Any]] = set()
-    for _ in range(100):
-        leaked = {t for t in _other_tasks() - before if not t.done()}
-        if not leaked:
-            break
-        await asyncio.sleep(0.01)
-    for task in leaked:
-        task.cancel()
-    assert not leaked, f"tasks leaked by the test: {leaked}"
+    async with no_task_leaks(settle_turns=100):
+        yield
 
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples")

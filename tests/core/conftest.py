@@ -8,11 +8,11 @@ Everything here drives the public API (``Server``, ``Channel``) over TCP on
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from common_support import no_task_leaks
 from core_helpers import echo_service
 from grpcasgi.client import Channel
 from grpcasgi.config import Configuration
@@ -81,11 +81,6 @@ async def grpcio_channel(server: Server) -> AsyncIterator[Any]:
     await ch.close()
 
 
-def _task_baseline() -> set[asyncio.Task[Any]]:
-    current = asyncio.current_task()
-    return {t for t in asyncio.all_tasks() if t is not current}
-
-
 @pytest.fixture(autouse=True)
 async def no_leaked_tasks() -> AsyncIterator[None]:
     """Fail a test that leaves tasks running after its servers and channels closed.
@@ -93,19 +88,8 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
     Torn down last (autouse fixtures are set up first), so server and channel
     fixtures have already closed. A few loop turns let finished calls settle.
     """
-    before = _task_baseline()
-    yield
-    leaked: set[asyncio.Task[Any]] = set()
-    for _ in range(50):
-        leaked = {t for t in _task_baseline() - before if not t.done()}
-        if not leaked:
-            break
-        await asyncio.sleep(0.01)
-    for task in leaked:
-        task.cancel()
-    with contextlib.suppress(BaseException):
-        await asyncio.gather(*leaked, return_exceptions=True)
-    assert not leaked, f"tasks leaked by the test: {leaked}"
+    async with no_task_leaks(settle_turns=50):
+        yield
 
 
 @pytest.fixture

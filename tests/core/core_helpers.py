@@ -1,20 +1,25 @@
-"""Helpers shared by the core tests: a service built from plain functions, the
-echo service, grpcio multicallables and a raw HTTP/2 client (``h2`` on a socket)
-for requests no well-behaved client would send.
+"""Helpers shared by the core tests: a service built from plain functions
+(``common_support.Service``, re-exported), the echo service, grpcio
+multicallables, a raw HTTP/2 client (``h2`` on a socket) for requests no
+well-behaved client would send, and the bad requests every server must answer
+with a clear status (``tests/asgi`` sends the same ones through Hypercorn).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import h2.config
 import h2.connection
 import h2.events
 from google.protobuf import wrappers_pb2
 
-from grpcasgi.const import Cardinality, Handler
+from common_support import Service as Service  # re-exported: the core tests import it from here
+from grpcasgi.const import Cardinality
+from grpcasgi.protocol.status import Status
 
 SV = wrappers_pb2.StringValue
 BV = wrappers_pb2.BytesValue
@@ -23,26 +28,6 @@ UU = Cardinality.UNARY_UNARY
 US = Cardinality.UNARY_STREAM
 SU = Cardinality.STREAM_UNARY
 SS = Cardinality.STREAM_STREAM
-
-
-class Service:
-    """A service built from plain functions: ``Service("pkg.Svc", Method=(func, cardinality))``.
-
-    Request and reply types default to ``StringValue``; pass a 4-tuple
-    ``(func, cardinality, req, rep)`` for others.
-    """
-
-    def __init__(self, name: str, **methods: Any) -> None:
-        self.name = name
-        self.methods = methods
-
-    def __mapping__(self) -> dict[str, Handler]:
-        out = {}
-        for method, spec in self.methods.items():
-            func, cardinality, *types = spec
-            req, rep = types if types else (SV, SV)
-            out[f"/{self.name}/{method}"] = Handler(func, cardinality, req, rep)
-        return out
 
 
 async def _echo_unary(stream: Any) -> None:
@@ -122,6 +107,42 @@ def frame(payload: bytes, compressed: bool = False) -> bytes:
     return bytes([1 if compressed else 0]) + len(payload).to_bytes(4, "big") + payload
 
 
+# Bad requests any server (bundled or behind an ASGI server) must answer with a
+# clear status and a log line saying why, then go on serving the connection:
+# (id, header overrides, body, status, text in grpc-message, text in the log line).
+# Each suite adds the cases that depend on its limits.
+BadInputCase = tuple[str, dict[str, str], bytes, Status, str, str]
+
+BAD_MESSAGE_CASES: list[BadInputCase] = [
+    ("truncated-message", {}, frame(b"\x0a\x05hello")[:-2], Status.INTERNAL, "incomplete message", "inside a message"),
+    ("truncated-prefix", {}, b"\x00\x00\x00", Status.INTERNAL, "incomplete message", "inside a message"),
+    (
+        "compressed-without-encoding",
+        {},
+        frame(gzip.compress(b"x"), compressed=True),
+        Status.INTERNAL,
+        "no grpc-encoding",
+        "without grpc-encoding",
+    ),
+    ("bad-flag-byte", {}, b"\x02\x00\x00\x00\x00", Status.INTERNAL, "flag", "flag"),
+    ("corrupt-gzip", {"grpc_encoding": "gzip"}, frame(b"not gzip", compressed=True), Status.INTERNAL, "decompress", "decompress"),
+    ("undecodable-protobuf", {}, frame(b"\xff\xff\xff"), Status.INTERNAL, "decode", "decode"),
+]
+
+
+def bad_header_cases(body: bytes) -> list[BadInputCase]:
+    """Requests whose headers are bad; ``body`` is a valid request message."""
+    return [
+        ("malformed-timeout", {"grpc_timeout": "soon"}, body, Status.INTERNAL, "grpc-timeout", "grpc-timeout"),
+        ("timeout-bad-unit", {"grpc_timeout": "10X"}, body, Status.INTERNAL, "grpc-timeout", "grpc-timeout"),
+        ("oversized-timeout", {"grpc_timeout": "123456789S"}, body, Status.INTERNAL, "grpc-timeout", "grpc-timeout"),
+        ("invalid-metadata-key", {"x@key": "v"}, body, Status.INTERNAL, "metadata", "metadata"),
+        ("invalid-metadata-value", {"x-key": "caf\xe9"}, body, Status.INTERNAL, "metadata", "metadata"),
+        ("invalid-binary-metadata", {"x-key-bin": "!!!not base64!!!"}, body, Status.INTERNAL, "metadata", "metadata"),
+        ("unsupported-encoding", {"grpc_encoding": "snappy"}, body, Status.UNIMPLEMENTED, "snappy", "snappy"),
+    ]
+
+
 @dataclass
 class RawResponse:
     headers: dict[bytes, bytes] = field(default_factory=dict)
@@ -145,12 +166,85 @@ class RawResponse:
         return (self.trailers.get(b"grpc-message") or self.headers.get(b"grpc-message") or b"").decode()
 
 
-class RawH2:
-    """A minimal HTTP/2 client on a real socket; no task of its own.
+_Raw = TypeVar("_Raw", bound="RawConnectionBase")
 
-    Frames are read only while a test awaits :meth:`response` (or
-    :meth:`read_until`), which keeps the test in control of timing.
+
+class RawConnectionBase:
+    """What the raw HTTP/2 test clients share: no task of their own, so frames
+    are read only while a test awaits :meth:`response` (or :meth:`read_until`),
+    which keeps the test in control of timing.
+
+    Subclasses set ``reader``, ``writer``, ``conn`` (an ``H2Connection``),
+    ``responses`` and ``closed`` in ``__init__(reader, writer)``, and define
+    :meth:`flush` and :meth:`read_once`; :meth:`record` fills a stream's
+    :class:`RawResponse` from an event.
     """
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    conn: h2.connection.H2Connection
+    responses: dict[int, RawResponse]
+    closed: bool
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    async def read_once(self) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    async def connect(cls: type[_Raw], port: int, host: str = "127.0.0.1") -> _Raw:
+        reader, writer = await asyncio.open_connection(host, port)
+        raw = cls(reader, writer)
+        raw.conn.initiate_connection()
+        raw.flush()
+        return raw
+
+    def record(self, event: Any) -> None:
+        """Note what ``event`` says of its stream's response: headers, data, trailers, end or reset."""
+        resp = self.responses.get(getattr(event, "stream_id", 0) or 0)
+        if resp is None:
+            return
+        if isinstance(event, h2.events.ResponseReceived):
+            resp.headers = dict(event.headers)
+        elif isinstance(event, h2.events.TrailersReceived):
+            resp.trailers = dict(event.headers)
+        elif isinstance(event, h2.events.DataReceived):
+            resp.data += event.data
+        elif isinstance(event, h2.events.StreamEnded):
+            resp.ended = True
+        elif isinstance(event, h2.events.StreamReset):
+            resp.reset = event.error_code
+
+    async def read_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        async def loop() -> None:
+            while not predicate() and not self.closed:
+                await self.read_once()
+
+        await asyncio.wait_for(loop(), timeout)
+
+    async def response(self, sid: int, timeout: float = 5.0) -> RawResponse:
+        """Read until stream ``sid`` ended (END_STREAM or RST_STREAM) or the connection closed."""
+        resp = self.responses[sid]
+        await self.read_until(lambda: resp.ended or resp.reset is not None, timeout)
+        return resp
+
+    async def close(self) -> None:
+        if not self.writer.is_closing():
+            try:
+                self.conn.close_connection()
+                self.flush()
+            except Exception:
+                pass
+            self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except OSError:
+            pass
+
+
+class RawH2(RawConnectionBase):
+    """A minimal HTTP/2 client on a real socket that credits back all it receives."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -161,14 +255,6 @@ class RawH2:
         self.responses: dict[int, RawResponse] = {}
         self.events: list[Any] = []
         self.closed = False
-
-    @classmethod
-    async def connect(cls, port: int, host: str = "127.0.0.1") -> "RawH2":
-        reader, writer = await asyncio.open_connection(host, port)
-        raw = cls(reader, writer)
-        raw.conn.initiate_connection()
-        raw.flush()
-        return raw
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
@@ -199,46 +285,10 @@ class RawH2:
             return
         for event in self.conn.receive_data(data):
             self.events.append(event)
-            resp = self.responses.get(getattr(event, "stream_id", 0) or 0)
-            if isinstance(event, h2.events.ResponseReceived) and resp is not None:
-                resp.headers = dict(event.headers)
-            elif isinstance(event, h2.events.TrailersReceived) and resp is not None:
-                resp.trailers = dict(event.headers)
-            elif isinstance(event, h2.events.DataReceived):
-                if resp is not None:
-                    resp.data += event.data
+            self.record(event)
+            if isinstance(event, h2.events.DataReceived):
                 self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            if isinstance(event, h2.events.StreamEnded) and resp is not None:
-                resp.ended = True
-            elif isinstance(event, h2.events.StreamReset) and resp is not None:
-                resp.reset = event.error_code
         self.flush()
-
-    async def read_until(self, predicate: Any, timeout: float = 5.0) -> None:
-        async def loop() -> None:
-            while not predicate() and not self.closed:
-                await self.read_once()
-
-        await asyncio.wait_for(loop(), timeout)
-
-    async def response(self, sid: int, timeout: float = 5.0) -> RawResponse:
-        """Read until stream ``sid`` ended (END_STREAM or RST_STREAM)."""
-        resp = self.responses[sid]
-        await self.read_until(lambda: resp.ended or resp.reset is not None, timeout)
-        return resp
-
-    async def close(self) -> None:
-        if not self.writer.is_closing():
-            try:
-                self.conn.close_connection()
-                self.flush()
-            except Exception:
-                pass
-            self.writer.close()
-        try:
-            await self.writer.wait_closed()
-        except OSError:
-            pass
 
 
 @dataclass

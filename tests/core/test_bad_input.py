@@ -6,13 +6,24 @@ nothing crashes, and the next call on the same connection still succeeds.
 
 from __future__ import annotations
 
-import gzip
 import logging
 from typing import Any
 
 import pytest
 
-from core_helpers import BV, SS, SV, UU, RawH2, Service, echo_service, frame, grpc_request_headers
+from core_helpers import (
+    BAD_MESSAGE_CASES,
+    BV,
+    SS,
+    SV,
+    UU,
+    RawH2,
+    Service,
+    bad_header_cases,
+    echo_service,
+    frame,
+    grpc_request_headers,
+)
 from grpcasgi.protocol.status import Status
 
 OK_BODY = frame(SV(value="still fine").SerializeToString())
@@ -32,27 +43,9 @@ def _logged(caplog: pytest.LogCaptureFixture, *needles: str) -> bool:
 
 # (id, header overrides, body, expected grpc-status, text in grpc-message, text in the log)
 GRPC_STATUS_CASES = [
-    ("truncated-message", {}, frame(b"\x0a\x05hello")[:-2], Status.INTERNAL, "incomplete message", "inside a message"),
-    ("truncated-prefix", {}, b"\x00\x00\x00", Status.INTERNAL, "incomplete message", "inside a message"),
+    *BAD_MESSAGE_CASES,
     ("prefix-over-limit", {}, b"\x00\x7f\xff\xff\xff", Status.RESOURCE_EXHAUSTED, "larger than max", "larger than max"),
-    (
-        "compressed-without-encoding",
-        {},
-        frame(gzip.compress(b"x"), compressed=True),
-        Status.INTERNAL,
-        "no grpc-encoding",
-        "without grpc-encoding",
-    ),
-    ("bad-flag-byte", {}, b"\x02\x00\x00\x00\x00", Status.INTERNAL, "flag", "flag"),
-    ("corrupt-gzip", {"grpc_encoding": "gzip"}, frame(b"not gzip", compressed=True), Status.INTERNAL, "decompress", "decompress"),
-    ("undecodable-protobuf", {}, frame(b"\xff\xff\xff"), Status.INTERNAL, "decode", "decode"),
-    ("malformed-timeout", {"grpc_timeout": "soon"}, OK_BODY, Status.INTERNAL, "grpc-timeout", "grpc-timeout"),
-    ("timeout-bad-unit", {"grpc_timeout": "10X"}, OK_BODY, Status.INTERNAL, "grpc-timeout", "grpc-timeout"),
-    ("oversized-timeout", {"grpc_timeout": "123456789S"}, OK_BODY, Status.INTERNAL, "grpc-timeout", "grpc-timeout"),
-    ("invalid-metadata-key", {"x@key": "v"}, OK_BODY, Status.INTERNAL, "metadata", "metadata"),
-    ("invalid-metadata-value", {"x-key": "caf\xe9"}, OK_BODY, Status.INTERNAL, "metadata", "metadata"),
-    ("invalid-binary-metadata", {"x-key-bin": "!!!not base64!!!"}, OK_BODY, Status.INTERNAL, "metadata", "metadata"),
-    ("unsupported-encoding", {"grpc_encoding": "snappy"}, OK_BODY, Status.UNIMPLEMENTED, "snappy", "snappy"),
+    *bad_header_cases(OK_BODY),
 ]
 
 

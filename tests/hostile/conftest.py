@@ -5,10 +5,10 @@ test leaves a task behind (a handler task piling up is a finding here)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
+from common_support import no_task_leaks
 from hostile_support import Echo
 
 from grpcasgi.config import Configuration
@@ -36,23 +36,7 @@ async def serve() -> AsyncIterator[Serve]:
         await asyncio.wait_for(server.wait_closed(), 10)
 
 
-def _others() -> set[asyncio.Task[Any]]:
-    current = asyncio.current_task()
-    return {t for t in asyncio.all_tasks() if t is not current}
-
-
 @pytest.fixture(autouse=True)
 async def no_leaked_tasks() -> AsyncIterator[None]:
-    before = _others()
-    yield
-    leaked: set[asyncio.Task[Any]] = set()
-    for _ in range(100):
-        leaked = {t for t in _others() - before if not t.done()}
-        if not leaked:
-            break
-        await asyncio.sleep(0.01)
-    for task in leaked:
-        task.cancel()
-    with contextlib.suppress(BaseException):
-        await asyncio.gather(*leaked, return_exceptions=True)
-    assert not leaked, f"tasks leaked by the test: {leaked}"
+    async with no_task_leaks(settle_turns=100):
+        yield

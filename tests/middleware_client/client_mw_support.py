@@ -1,5 +1,6 @@
-"""Helpers for the client-middleware tests: services built from plain functions,
-recording middleware, and a capture of the request headers the server received.
+"""Helpers for the client-middleware tests: services built from plain functions
+(``common_support.Service``, re-exported), recording middleware, and a capture
+of the request headers the server received.
 
 Everything runs over real loopback TCP connections (127.0.0.1, port 0).
 """
@@ -10,7 +11,8 @@ from typing import Any, Awaitable, Callable
 
 from google.protobuf.wrappers_pb2 import Int32Value, StringValue
 
-from grpcasgi.const import Cardinality, Handler
+from common_support import Service as Service  # re-exported: the tests here import it from this module
+from grpcasgi.const import Cardinality
 from grpcasgi.types import ClientScope, Receive, Send, SendEvent
 
 SV = StringValue
@@ -19,22 +21,6 @@ UU = Cardinality.UNARY_UNARY
 US = Cardinality.UNARY_STREAM
 SU = Cardinality.STREAM_UNARY
 SS = Cardinality.STREAM_STREAM
-
-
-class Service:
-    """``Service("pkg.Svc", Method=(func, cardinality[, req, rep]))``; StringValue by default."""
-
-    def __init__(self, name: str, **methods: Any) -> None:
-        self.name = name
-        self.methods = methods
-
-    def __mapping__(self) -> dict[str, Handler]:
-        out = {}
-        for method, spec in self.methods.items():
-            func, cardinality, *types = spec
-            req, rep = types if types else (SV, SV)
-            out[f"/{self.name}/{method}"] = Handler(func, cardinality, req, rep)
-        return out
 
 
 async def echo_unary(stream: Any) -> None:

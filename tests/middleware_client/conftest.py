@@ -4,12 +4,12 @@ check that no test leaks a task."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from client_mw_support import echo_service
+from common_support import no_task_leaks
 from grpcasgi.client import Channel
 from grpcasgi.server import Server
 
@@ -49,23 +49,7 @@ async def make_channel() -> AsyncIterator[Callable[..., Channel]]:
         await channel.__aexit__(None, None, None)
 
 
-def _others() -> set[asyncio.Task[Any]]:
-    current = asyncio.current_task()
-    return {t for t in asyncio.all_tasks() if t is not current}
-
-
 @pytest.fixture(autouse=True)
 async def no_leaked_tasks() -> AsyncIterator[None]:
-    before = _others()
-    yield
-    leaked: set[asyncio.Task[Any]] = set()
-    for _ in range(50):
-        leaked = {t for t in _others() - before if not t.done()}
-        if not leaked:
-            break
-        await asyncio.sleep(0.01)
-    for task in leaked:
-        task.cancel()
-    with contextlib.suppress(BaseException):
-        await asyncio.gather(*leaked, return_exceptions=True)
-    assert not leaked, f"tasks leaked by the test: {leaked}"
+    async with no_task_leaks(settle_turns=50):
+        yield

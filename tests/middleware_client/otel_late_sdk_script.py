@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "common"))  # common_support, for client_mw_support
 
 from opentelemetry import baggage, context, metrics, trace  # noqa: E402
 from opentelemetry.propagate import inject  # noqa: E402
