@@ -113,27 +113,42 @@ class _RecordMaker:
     any time) records come from ``makeRecord``.
     """
 
-    __slots__ = ("_prototypes", "_pid")
+    __slots__ = ("_prototypes",)
 
     def __init__(self) -> None:
         #: (logger name, level, file, line, function) -> prototype attributes, or None if unusable
         self._prototypes: dict[tuple[str, int, str, int, str], dict[str, Any] | None] = {}
-        self._pid: int | None = None
 
     def make(
-        self, logger: logging.Logger, level: int, fn: str, lno: int, func: str, msg: str, args: tuple[Any, ...]
+        self,
+        logger: logging.Logger,
+        level: int,
+        fn: str,
+        lno: int,
+        func: str,
+        msg: str,
+        args: tuple[Any, ...],
+        extra: dict[str, Any],
     ) -> logging.LogRecord:
-        if logging.getLogRecordFactory() is not logging.LogRecord:
-            return logger.makeRecord(logger.name, level, fn, lno, msg, args, None, func)
-        key = (logger.name, level, fn, lno, func)
-        prototype = self._prototypes.get(key, _MISSING)
-        if prototype is _MISSING:
-            prototype = self._prototype(logger, level, fn, lno, func)
-        if prototype is None:
-            return logger.makeRecord(logger.name, level, fn, lno, msg, args, None, func)
-        record = _new_record(logging.LogRecord)
-        values = record.__dict__
-        values.update(prototype)
+        """The record, with ``extra``'s items as attributes (a call site always passes the same keys)."""
+        if logging.getLogRecordFactory() is logging.LogRecord:
+            key = (logger.name, level, fn, lno, func)
+            prototype = self._prototypes.get(key, _MISSING)
+            if prototype is _MISSING:
+                prototype = self._prototype(key, extra)
+            if prototype is not None:
+                return self._copy(prototype, msg, args, extra)
+        record = logger.makeRecord(logger.name, level, fn, lno, msg, args, None, func)
+        record.__dict__.update(extra)
+        return record
+
+    def _copy(
+        self, prototype: dict[str, Any], msg: str, args: tuple[Any, ...], extra: dict[str, Any]
+    ) -> logging.LogRecord:
+        # The prototype has the extra keys too, so that the copy is sized for
+        # them and the update below only replaces values.
+        values = prototype.copy()
+        values.update(extra)
         values["msg"] = msg
         values["args"] = args
         ns = _time_ns()
@@ -164,11 +179,7 @@ class _RecordMaker:
         else:
             values["processName"] = None
         if logging.logProcesses:
-            pid = self._pid
-            if pid is None:
-                pid = self._pid = os.getpid()
-                os.register_at_fork(after_in_child=self._forget_pid)
-            values["process"] = pid
+            values["process"] = _PID[0] if _PID else _remember_pid()
         else:
             values["process"] = None
         if "taskName" in prototype:  # 3.12+
@@ -182,24 +193,34 @@ class _RecordMaker:
                     except Exception:
                         pass
             values["taskName"] = task_name
+        record = _new_record(logging.LogRecord)
+        record.__dict__ = values
         return record
 
-    def _forget_pid(self) -> None:
-        self._pid = None
-
-    def _prototype(
-        self, logger: logging.Logger, level: int, fn: str, lno: int, func: str
-    ) -> dict[str, Any] | None:
-        record = logging.LogRecord(logger.name, level, fn, lno, "", (), None, func)
-        values = dict(record.__dict__)
-        if set(values) - {"taskName"} != _RECORD_FIELDS:
+    def _prototype(self, key: tuple[str, int, str, int, str], extra: dict[str, Any]) -> dict[str, Any] | None:
+        name, level, fn, lno, func = key
+        values = dict(logging.LogRecord(name, level, fn, lno, "", (), None, func).__dict__)
+        prototype: dict[str, Any] | None
+        if set(values) - {"taskName"} != _RECORD_FIELDS or not _RECORD_FIELDS.isdisjoint(extra):
             prototype = None  # a Python whose records have other attributes: not copied
         else:
-            prototype = values
+            prototype = {**values, **dict.fromkeys(extra)}
         if len(self._prototypes) < 64:  # a few levels and call sites: bounded regardless
-            self._prototypes[(logger.name, level, fn, lno, func)] = prototype
+            self._prototypes[key] = prototype
         return prototype
 
+
+#: os.getpid() is a system call per record in LogRecord; cached, forgotten in a forked child.
+_PID: list[int] = []
+
+
+def _remember_pid() -> int:
+    _PID[:] = [os.getpid()]
+    return _PID[0]
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_PID.clear)
 
 _MISSING: Any = object()
 _new_record = object.__new__
@@ -231,9 +252,7 @@ def _emit(
         fn, lno, func = code.co_filename, frame.f_lineno, code.co_name
     else:
         fn, lno, func = _UNKNOWN_CALLER
-    record = maker.make(logger, level, fn, lno, func, msg, args)
-    record.__dict__.update(extra)
-    logger.handle(record)
+    logger.handle(maker.make(logger, level, fn, lno, func, msg, args, extra))
 
 
 class LoggingMiddleware:

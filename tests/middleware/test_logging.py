@@ -211,8 +211,9 @@ def test_access_records_are_the_records_logging_would_make() -> None:
     args = ("/a.B/C", "OK", 1.5, "127.0.0.1:1")
     before = time.time()
     for _ in range(2):  # the prototype's first use and a copy of it
-        fast = maker.make(logger, logging.INFO, __file__, 7, "here", "%s %s %.1fms peer=%s", args)
+        fast = maker.make(logger, logging.INFO, __file__, 7, "here", "%s %s %.1fms peer=%s", args, {"peer": "p"})
         slow = logger.makeRecord(logger.name, logging.INFO, __file__, 7, "%s %s %.1fms peer=%s", args, None, "here")
+        slow.__dict__.update(peer="p")
         assert type(fast) is logging.LogRecord
         assert set(vars(fast)) == set(vars(slow))
         moving = {"created", "msecs", "relativeCreated"}
@@ -234,7 +235,7 @@ def test_a_custom_record_factory_is_honoured(caplog: pytest.LogCaptureFixture) -
     default = logging.getLogRecordFactory()
     logging.setLogRecordFactory(Tagged)
     try:
-        record = _RecordMaker().make(logging.getLogger(LOGGER), logging.INFO, __file__, 1, "f", "m", ())
+        record = _RecordMaker().make(logging.getLogger(LOGGER), logging.INFO, __file__, 1, "f", "m", (), {"k": 1})
     finally:
         logging.setLogRecordFactory(default)
-    assert type(record) is Tagged
+    assert type(record) is Tagged and record.k == 1  # type: ignore[attr-defined]
