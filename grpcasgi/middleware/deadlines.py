@@ -14,10 +14,10 @@ the policy also bounds the whole call tree below this server.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Awaitable
 
 from ..deadline import Deadline, earliest
-from ..types import Receive, Scope, Send
+from ..types import App, Receive, Scope, Send
 
 __all__ = ["DeadlineMiddleware"]
 
@@ -37,14 +37,16 @@ class DeadlineMiddleware:
     only the handler, see the effective deadline in ``scope["deadline"]``.
     """
 
-    def __init__(self, app: Any, *, default: float | None = None, maximum: float | None = None) -> None:
+    def __init__(self, app: App, *, default: float | None = None, maximum: float | None = None) -> None:
         self.app = app
         self.default = _seconds(default, "default")
         self.maximum = _seconds(maximum, "maximum")
         if self.default is not None and self.maximum is not None and self.default > self.maximum:
             raise ValueError("DeadlineMiddleware default= must not exceed maximum=")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: nothing happens after the inner app, so it adds
+        # no frame to the call (docs/spec.md, section 1).
         deadline = scope["deadline"]
         if deadline is None and self.default is not None:
             deadline = Deadline.from_timeout(self.default)
@@ -52,4 +54,4 @@ class DeadlineMiddleware:
             deadline = earliest(deadline, Deadline.from_timeout(self.maximum))
         if deadline is not scope["deadline"]:
             scope["deadline"] = deadline
-        await self.app(scope, receive, send)
+        return self.app(scope, receive, send)

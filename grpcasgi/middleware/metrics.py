@@ -31,7 +31,7 @@ created. ``examples/metrics_prometheus`` exports these to Prometheus.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable
 
 from ..protocol.status import Status
 from ..types import App, ClientApp, ClientScope, Receive, Scope, Send
@@ -163,16 +163,17 @@ class ServerMetricsMiddleware:
         self.app = app
         self._instruments = _Instruments("server", meter_provider)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: while nothing records, the call passes straight
+        # through without a frame of this layer (docs/spec.md, section 1).
         instruments = self._instruments
         if not instruments.recording():
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         if scope["handler"] is None:
             service = method = OTHER
         else:
             service, method = scope["service"], scope["method"]
-        await instruments.observe(scope, service, method, self.app, receive, send)
+        return instruments.observe(scope, service, method, self.app, receive, send)
 
 
 class ClientMetricsMiddleware:
@@ -182,9 +183,8 @@ class ClientMetricsMiddleware:
         self.app = app
         self._instruments = _Instruments("client", meter_provider)
 
-    async def __call__(self, scope: ClientScope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: ClientScope, receive: Receive, send: Send) -> Awaitable[None]:
         instruments = self._instruments
         if not instruments.recording():
-            await self.app(scope, receive, send)
-            return
-        await instruments.observe(scope, scope["service"], scope["method"], self.app, receive, send)
+            return self.app(scope, receive, send)
+        return instruments.observe(scope, scope["service"], scope["method"], self.app, receive, send)

@@ -36,7 +36,7 @@ call, inside it for one span per attempt.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable
 
 from ..const import Status
 from ..types import App, ClientApp, ClientScope, Receive, Scope, Send
@@ -260,9 +260,8 @@ class ServerTracingMiddleware:
         self.app = app
         self._tracing = _Tracing(tracer_provider, propagator, message_events)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         tracing = self._tracing
-        trace = tracing._trace
         noop = tracing.noop_tracer()
         textmap = tracing.textmap()
         if (
@@ -271,9 +270,14 @@ class ServerTracingMiddleware:
             and not tracing._context.get_current()
         ):
             # No SDK, no caller context and none around: the context the
-            # handler would run in is empty either way (an invalid span).
-            await self.app(scope, receive, send)
-            return
+            # handler would run in is empty either way (an invalid span), and
+            # the call passes through without a frame of this layer.
+            return self.app(scope, receive, send)
+        return self._traced(scope, receive, send, noop, textmap)
+
+    async def _traced(self, scope: Scope, receive: Receive, send: Send, noop: Any, textmap: Any) -> None:
+        tracing = self._tracing
+        trace = tracing._trace
         parent = textmap.extract(scope["metadata"], getter=_GETTER)
         if noop is not None:
             # No SDK: the span is the caller's (or the invalid span), which is
