@@ -27,7 +27,9 @@ With ``--h2load``, the load comes from h2load (nghttp2's C load generator,
 ``apt-get install nghttp2-client``) instead: 4 connections x 10 concurrent
 streams of the same request, so that the server process is saturated and its
 calls/s is the server's throughput, with and without the stack (the
-measure of the issue's goal). ``middleware_profile.py`` measures the server stack in-process,
+measure of the issue's goal); ``--only-server logging,deadlines`` runs only
+those entries of the server stack, to see what each costs at saturation.
+``middleware_profile.py`` measures the server stack in-process,
 call by call; no figure is asserted anywhere (the smoke test only checks that
 this runs).
 """
@@ -127,10 +129,25 @@ def quiet_access_log() -> None:
 # -- the server process ---------------------------------------------------------
 
 
-async def serve(kind: str) -> None:
+#: Names of SERVER_MIDDLEWARE's entries, for --only-server (measuring some of the stack).
+STACK_NAMES = ("logging", "auth", "deadlines", "tracing", "metrics")
+
+
+def server_stack(names: str | None) -> list[Middleware]:
+    """SERVER_MIDDLEWARE, or the entries named (comma-separated, in the stack's order)."""
+    if not names:
+        return list(SERVER_MIDDLEWARE)
+    wanted = names.split(",")
+    unknown = set(wanted) - set(STACK_NAMES)
+    if unknown:
+        raise SystemExit(f"unknown middleware {sorted(unknown)}; known: {', '.join(STACK_NAMES)}")
+    return [entry for name, entry in zip(STACK_NAMES, SERVER_MIDDLEWARE) if name in wanted]
+
+
+async def serve(kind: str, names: str | None = None) -> None:
     """Serve until stdin closes; print the port, then the process CPU time for each line read."""
     quiet_access_log()
-    server = Server([Echo()], middleware=SERVER_MIDDLEWARE if kind == "middleware" else [])
+    server = Server([Echo()], middleware=server_stack(names) if kind == "middleware" else [])
     await server.start("127.0.0.1", 0)
     print(server.port, flush=True)
     loop = asyncio.get_running_loop()
@@ -149,8 +166,12 @@ class ServerProcess:
     :meth:`stop` returns valgrind's report (with the instruction count).
     """
 
-    def __init__(self, kind: str, *, callgrind: bool = False, cpu: int | None = None) -> None:
+    def __init__(
+        self, kind: str, *, callgrind: bool = False, cpu: int | None = None, names: str | None = None
+    ) -> None:
         command = [sys.executable, os.path.abspath(__file__), "--serve", kind]
+        if names:
+            command += ["--only-server", names]
         if cpu is not None:
             command = [*_pinned(cpu), *command]
         env = None
@@ -312,7 +333,10 @@ def run_h2load(args: argparse.Namespace) -> dict[str, list[tuple[float, float]]]
         raise SystemExit("h2load not found: apt-get install nghttp2-client (benchmarks/run.sh installs it)")
     body = Path(tempfile.mkdtemp()) / "request.bin"
     body.write_bytes(_request_body())
-    servers = {name: ServerProcess(kind, cpu=0) for name, kind in (("none", "plain"), ("server", "middleware"))}
+    servers = {
+        name: ServerProcess(kind, cpu=0, names=args.only_server)
+        for name, kind in (("none", "plain"), ("server", "middleware"))
+    }
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
     try:
         for server in servers.values():
@@ -336,10 +360,13 @@ def report_h2load(results: dict[str, list[tuple[float, float]]], args: argparse.
     print(f"unary calls/s of a saturated server (h2load: 4 connections x 10 streams), median of {args.rounds} rounds;")
     print("OpenTelemetry no-op:")
     print(f"  {'':<50}{'calls/s':>9}{'server CPU':>12}")
+    labels = dict(LABELS)
+    if args.only_server:
+        labels["server"] = f"server: {args.only_server.replace(',', '+')}"
     for name in results:
         rate = statistics.median(r[0] for r in results[name])
         cpu = statistics.median(r[1] for r in results[name])
-        print(f"  {LABELS[name]:<50}{rate:9.0f}{cpu:9.1f} us")
+        print(f"  {labels[name]:<50}{rate:9.0f}{cpu:9.1f} us")
     rates = statistics.median(r[0] / b[0] for r, b in zip(results["server"], results["none"]))
     cpus = statistics.median(r[1] / b[1] for r, b in zip(results["server"], results["none"]))
     print(f"ratio (server / none): {rates:.3f} calls/s ({(1 - rates) * 100:.1f} % loss), {cpus:.3f} server CPU per call")
@@ -434,6 +461,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="load from h2load (4 connections x 10 streams) so that the server is saturated: its calls/s",
     )
+    parser.add_argument(
+        "--only-server",
+        metavar="NAMES",
+        help=f"with --h2load: run only these of the server stack (comma-separated: {','.join(STACK_NAMES)})",
+    )
     parser.add_argument("--serve", choices=("plain", "middleware"), help=argparse.SUPPRESS)  # the server process
     args = parser.parse_args(argv)
     if args.count is not None:
@@ -445,7 +477,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.serve:
-        asyncio.run(serve(args.serve))
+        asyncio.run(serve(args.serve, args.only_server))
         return 0
     if args.callgrind:
         callgrind(args)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from debian_tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,12 +25,16 @@ def test_middleware_overhead_benchmark_runs() -> None:
     assert "ratio (with / without):" in proc.stdout
 
 
-def test_middleware_overhead_h2load_mode_runs() -> None:
+@pytest.mark.parametrize("only", [None, "logging,deadlines"])
+def test_middleware_overhead_h2load_mode_runs(only: str | None) -> None:
     """The saturated-server mode: h2load (installed from Debian's nghttp2-client when missing)."""
     h2load = tool("h2load", "nghttp2-client")
     env = dict(os.environ, PATH=f"{os.path.dirname(h2load)}{os.pathsep}{os.environ.get('PATH', '')}")
+    command = [sys.executable, str(ROOT / "benchmarks" / "middleware_overhead.py"), "--h2load", "--seconds", "1", "--rounds", "1"]
+    if only:
+        command += ["--only-server", only]
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "middleware_overhead.py"), "--h2load", "--seconds", "1", "--rounds", "1"],
+        command,
         capture_output=True,
         text=True,
         timeout=120,
@@ -38,3 +43,5 @@ def test_middleware_overhead_h2load_mode_runs() -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "no middleware" in proc.stdout
     assert "ratio (server / none):" in proc.stdout
+    if only:
+        assert "server: logging+deadlines" in proc.stdout
